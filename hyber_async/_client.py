@@ -1,0 +1,299 @@
+"""``HyberClient``: one pooled ``httpx.AsyncClient`` and the five endpoints of the API."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio
+import httpx
+import orjson
+from cattrs.errors import BaseValidationError
+
+from ._codec import Envelope, converter, to_wire_items
+from ._config import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_RETRY,
+    DEFAULT_TIMEOUTS,
+    SITE_URL,
+    RetryPolicy,
+    Timeouts,
+)
+from ._errors import (
+    APIError,
+    HyberError,
+    OutcomeUnknownError,
+    Problem,
+    UnexpectedResponseError,
+    ValidationError,
+    raise_for_answer,
+    translate_transport_error,
+)
+from ._models import (
+    BatchRequest,
+    BroadcastRequest,
+    Campaign,
+    JobAccepted,
+    JobStatus,
+    Message,
+    Recipient,
+    SyncResult,
+)
+from ._validation import MAX_ITEMS, Kind, check_items
+
+__all__ = ["HyberClient"]
+
+logger = logging.getLogger("hyber_async")
+
+T = TypeVar("T")
+BatchItem = Message | Mapping[str, Any]
+BroadcastItem = Recipient | Mapping[str, Any]
+
+
+class _Credentials:
+    """The Basic-auth header, kept out of every repr."""
+
+    __slots__ = ("header",)
+
+    def __init__(self, login: str, password: str) -> None:
+        token = base64.b64encode(f"{login}:{password}".encode()).decode("ascii")
+        self.header = f"Basic {token}"
+
+    def __repr__(self) -> str:
+        return "_Credentials([redacted])"
+
+
+def _setting(value: str | None, env: str, name: str) -> str:
+    value = value if value is not None else os.environ.get(env)
+    if not value:
+        raise ValidationError([Problem(name, f"is required: pass {name}= or set ${env}")])
+    return value
+
+
+def _base_url(site: str | None, base_url: str | None) -> httpx.URL:
+    if base_url is None and site is None:
+        base_url = os.environ.get("HYBER_BASE_URL")
+    if base_url is None:
+        if site is None:
+            message = "give site= (e.g. 'eu'), base_url=, or set $HYBER_BASE_URL"
+            raise ValidationError([Problem("base_url", message)])
+        base_url = SITE_URL.format(site=site)
+    url = httpx.URL(base_url)
+    if url.userinfo:
+        raise ValidationError(
+            [Problem("base_url", "must not carry credentials: pass login= and password=")]
+        )
+    if url.scheme not in ("http", "https"):
+        raise ValidationError([Problem("base_url", f"must be an http(s) URL, got {base_url!r}")])
+    return url
+
+
+class HyberClient:
+    """An async client of the Hyber JSON V2 mass-messaging API.
+
+    Use it as an async context manager; it owns one pooled ``httpx.AsyncClient`` (or uses the
+    ``http_client`` you pass, and leaves it open). ``client_id``, ``login``, ``password`` and
+    ``base_url`` fall back to ``$HYBER_CLIENT_ID``, ``$HYBER_LOGIN``, ``$HYBER_PASSWORD`` and
+    ``$HYBER_BASE_URL``; ``site="eu"`` means ``https://proxy-eu.hyber.im``.
+
+    Every method validates its input before sending (``ValidationError``), bounds the whole call
+    by ``timeouts.total`` and retries by ``retry``; see ``RetryPolicy`` for what is resent.
+    """
+
+    def __init__(
+        self,
+        client_id: str | None = None,
+        login: str | None = None,
+        password: str | None = None,
+        *,
+        site: str | None = None,
+        base_url: str | None = None,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.client_id: str = _setting(client_id, "HYBER_CLIENT_ID", "client_id")
+        self.login: str = _setting(login, "HYBER_LOGIN", "login")
+        self._credentials = _Credentials(
+            self.login, _setting(password, "HYBER_PASSWORD", "password")
+        )
+        self.base_url: httpx.URL = _base_url(site, base_url)
+        self.timeouts = timeouts
+        self.retry = retry
+        self.max_connections = max_connections
+        """Requests this client keeps in flight at most (the size of its connection pool)."""
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(
+            timeout=timeouts.to_httpx(),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+        )
+        self._prefix = self.base_url.path.rstrip("/") + f"/{self.client_id}/"
+
+    def __repr__(self) -> str:
+        return (
+            f"HyberClient(client_id={self.client_id!r}, login={self.login!r}, "
+            f"base_url={str(self.base_url)!r})"
+        )
+
+    async def __aenter__(self) -> HyberClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool, unless it was passed in by the caller."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    # --- the five endpoints -----------------------------------------------------------------
+
+    async def send_batch(
+        self, campaign: Campaign | BatchRequest, messages: Sequence[BatchItem] | None = None
+    ) -> JobAccepted:
+        """Send up to 50,000 messages, each with its own text; returns the job to poll."""
+        return await self._send(Kind.BATCH, "batch", campaign, messages, JobAccepted)
+
+    async def send_batch_sync(
+        self, campaign: Campaign | BatchRequest, messages: Sequence[BatchItem] | None = None
+    ) -> SyncResult:
+        """Send up to 50,000 messages and wait for the per-message answer."""
+        return await self._send(Kind.BATCH, "batch/sync", campaign, messages, SyncResult)
+
+    async def send_broadcast(
+        self,
+        campaign: Campaign | BroadcastRequest,
+        recipients: Sequence[BroadcastItem] | None = None,
+    ) -> JobAccepted:
+        """Send the campaign's texts to up to 50,000 recipients; returns the job to poll."""
+        return await self._send(Kind.BROADCAST, "broadcast", campaign, recipients, JobAccepted)
+
+    async def send_broadcast_sync(
+        self,
+        campaign: Campaign | BroadcastRequest,
+        recipients: Sequence[BroadcastItem] | None = None,
+    ) -> SyncResult:
+        """Send to up to 50,000 recipients and wait for the per-message answer."""
+        return await self._send(Kind.BROADCAST, "broadcast/sync", campaign, recipients, SyncResult)
+
+    async def get_status(self, job_id: str) -> JobStatus:
+        """The status report of every message of a job."""
+        if not job_id or "/" in job_id:
+            raise ValidationError([Problem("job_id", f"must be a job id, got {job_id!r}")])
+        response = await self.request("GET", f"status/{job_id}")
+        return _decode(response, JobStatus)
+
+    # --- plumbing shared with the mass sender and the poller -------------------------------
+
+    async def _send(
+        self,
+        kind: Kind,
+        path: str,
+        campaign: Campaign | BatchRequest | BroadcastRequest,
+        items: Sequence[Any] | None,
+        answer: type[T],
+    ) -> T:
+        if isinstance(campaign, (BatchRequest, BroadcastRequest)):
+            expected = BatchRequest if kind is Kind.BATCH else BroadcastRequest
+            if not isinstance(campaign, expected) or items is not None:
+                raise TypeError(f"pass a Campaign and items, or one {expected.__name__}")
+            items = campaign.messages if isinstance(campaign, BatchRequest) else campaign.recipients
+            campaign = campaign.campaign
+        if items is None:
+            raise TypeError(f"{kind.items_key} are required")
+        envelope = Envelope(campaign, kind)
+        if not 0 < len(items) <= MAX_ITEMS:
+            message = f"must hold 1 to {MAX_ITEMS} items, got {len(items)}"
+            raise ValidationError([Problem(kind.items_key, message)])
+        wire = to_wire_items(items)
+        problems = check_items(wire, envelope.rules)
+        if problems:
+            raise ValidationError(problems)
+        extra_ids = tuple(i["extra_id"] for i in wire if "extra_id" in i)
+        response = await self.request("POST", path, envelope.body(wire), extra_ids)
+        return _decode(response, answer)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        content: bytes | None = None,
+        extra_ids: Sequence[str] = (),
+    ) -> httpx.Response:
+        """Send one request to ``path`` (relative to ``/{client_id}/``) with retries.
+
+        Returns a successful response or raises: ``APIError`` for an error answer,
+        ``NotSentError`` when the request never left, ``OutcomeUnknownError`` (carrying
+        ``extra_ids``) when it may have been processed. The whole call, retries included,
+        ends within ``timeouts.total`` seconds.
+        """
+        url = self.base_url.copy_with(path=self._prefix + path)
+        headers = {"Authorization": self._credentials.header}
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        attempt = 0
+        in_flight = False
+        last_error: HyberError | None = None
+        try:
+            with anyio.fail_after(self.timeouts.total):
+                while True:
+                    attempt += 1
+                    in_flight = True
+                    try:
+                        response = await self._http.request(
+                            method, url, content=content, headers=headers
+                        )
+                    except httpx.TransportError as exc:
+                        last_error = translate_transport_error(exc)
+                        last_error.__cause__ = exc
+                        retry_after = None
+                    else:
+                        try:
+                            raise_for_answer(response)
+                        except APIError as exc:
+                            last_error = exc
+                            retry_after = exc.retry_after
+                        else:
+                            logger.debug("%s %s -> %s", method, url.path, response.status_code)
+                            return response
+                    in_flight = False
+                    logger.debug("%s %s attempt %d: %s", method, url.path, attempt, last_error)
+                    if attempt >= self.retry.max_attempts or not self.retry.retries(
+                        method, last_error
+                    ):
+                        raise _with_extra_ids(last_error, extra_ids)
+                    await anyio.sleep(self.retry.delay(attempt, retry_after))
+        except TimeoutError:
+            if in_flight or last_error is None:
+                deadline = OutcomeUnknownError(
+                    f"{method} {url.path}: the deadline of {self.timeouts.total:g}s passed "
+                    f"during attempt {attempt}; the request may have been processed"
+                )
+                raise _with_extra_ids(deadline, extra_ids) from None
+            raise _with_extra_ids(last_error, extra_ids) from None
+
+
+def _with_extra_ids(error: HyberError, extra_ids: Sequence[str]) -> HyberError:
+    if isinstance(error, OutcomeUnknownError):
+        error.extra_ids = extra_ids
+    return error
+
+
+def _decode(response: httpx.Response, answer: type[T]) -> T:
+    """Read a successful answer; a body we cannot read is an ``UnexpectedResponseError``."""
+    try:
+        return converter.loads(response.content, answer)
+    except (orjson.JSONDecodeError, BaseValidationError, KeyError, TypeError, ValueError):
+        raise UnexpectedResponseError(response) from None

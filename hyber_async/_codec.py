@@ -1,0 +1,251 @@
+"""The one JSON codec of the project: a cattrs ``preconf.orjson`` converter.
+
+``converter.loads(data, Type)`` reads, ``converter.dumps(obj)`` writes; ``converter.unstructure``
+gives the wire ``dict`` without encoding. All policies live in :func:`configure_converter`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+import orjson
+from cattrs.gen import make_dict_unstructure_fn
+from cattrs.preconf.orjson import OrjsonConverter, make_converter
+
+from ._errors import Problem, ValidationError
+from ._models import (
+    BatchRequest,
+    BroadcastRequest,
+    Campaign,
+    Channel,
+    ChannelOptions,
+    DeliveryReport,
+    JobAccepted,
+    JobStatus,
+    Message,
+    MessageResult,
+    MessageStatus,
+    Recipient,
+    SmsOptions,
+    SyncResult,
+    ViberOptions,
+    WhatsAppOptions,
+)
+from ._validation import ItemRules, Kind, check_envelope, check_start_time_value, item_rules
+
+__all__ = [
+    "Envelope",
+    "Wire",
+    "configure_converter",
+    "converter",
+    "format_start_time",
+    "parse_start_time",
+    "to_wire_items",
+]
+
+Wire = dict[str, Any]
+"""A JSON object as the API reads or writes it."""
+
+RECIPIENT_KEYS = frozenset({"phone_number", "extra_id"})
+"""Keys of a broadcast recipient that are not ``%key%`` variables."""
+
+
+def format_start_time(value: datetime | str) -> str:
+    """Write ``start_time`` in the documented form ``YYYY-MM-DD hh:mm:ss+hh:mm``.
+
+    A string is passed through as given (validation checks its form); a datetime must be aware.
+    """
+    if isinstance(value, str):
+        return value
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("start_time must be timezone-aware (naive datetimes are ambiguous)")
+    return value.isoformat(sep=" ", timespec="seconds")
+
+
+def parse_start_time(value: str) -> datetime | str:
+    """Read ``start_time``: an aware ``datetime`` when it carries an offset, else the string.
+
+    Without an offset the API means Kyiv local time; the string is kept so that nothing is
+    reinterpreted on this side.
+    """
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    return parsed if parsed.tzinfo is not None else value
+
+
+def configure_converter(conv: OrjsonConverter) -> OrjsonConverter:
+    """Register every policy of the wire format on ``conv``:
+
+    - optional fields that are ``None`` are left out of the JSON (``omit_if_default``);
+    - unknown keys from the server are ignored, never an error;
+    - ``phone_number`` of a request is an ``int`` on the wire; it is read from a number or a
+      string (responses echo it as a string and keep it so);
+    - ``channels`` are written as their string values, in order (the cascade);
+    - ``start_time`` is written as ``YYYY-MM-DD hh:mm:ss+hh:mm`` and read back as an aware
+      ``datetime`` (or the original string when it has no offset);
+    - a ``Recipient``'s ``variables`` are written as the recipient's own keys, and every key
+      beyond ``phone_number`` and ``extra_id`` is read back into ``variables``;
+    - ``BatchRequest`` / ``BroadcastRequest`` are written flat: the items list beside the
+      campaign's envelope keys, as the API expects.
+    """
+    for cls in (
+        ViberOptions,
+        SmsOptions,
+        WhatsAppOptions,
+        ChannelOptions,
+        Message,
+        JobAccepted,
+        MessageResult,
+        SyncResult,
+        MessageStatus,
+        JobStatus,
+        DeliveryReport,
+    ):
+        conv.register_unstructure_hook(
+            cls, make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True)
+        )
+
+    options_hook = conv.get_unstructure_hook(ChannelOptions)
+
+    def unstructure_campaign(campaign: Campaign) -> Wire:
+        wire: Wire = {
+            "channels": [c.value for c in campaign.channels],
+            "channel_options": options_hook(campaign.channel_options),
+        }
+        if campaign.callback_url is not None:
+            wire["callback_url"] = campaign.callback_url
+        if campaign.start_time is not None:
+            wire["start_time"] = format_start_time(campaign.start_time)
+        if campaign.tag is not None:
+            wire["tag"] = campaign.tag
+        if campaign.division_code is not None:
+            wire["division_code"] = campaign.division_code
+        return wire
+
+    def structure_campaign(wire: Mapping[str, Any], _: type) -> Campaign:
+        start_time = wire.get("start_time")
+        return Campaign(
+            channels=tuple(Channel(c) for c in wire["channels"]),
+            channel_options=conv.structure(wire["channel_options"], ChannelOptions),
+            callback_url=wire.get("callback_url"),
+            start_time=parse_start_time(start_time) if isinstance(start_time, str) else None,
+            tag=wire.get("tag"),
+            division_code=wire.get("division_code"),
+        )
+
+    def unstructure_recipient(recipient: Recipient) -> Wire:
+        wire: Wire = {"phone_number": recipient.phone_number}
+        if recipient.extra_id is not None:
+            wire["extra_id"] = recipient.extra_id
+        wire.update(recipient.variables)
+        return wire
+
+    def structure_recipient(wire: Mapping[str, Any], _: type) -> Recipient:
+        extra_id = wire.get("extra_id")
+        return Recipient(
+            phone_number=int(wire["phone_number"]),
+            extra_id=None if extra_id is None else str(extra_id),
+            variables={k: v for k, v in wire.items() if k not in RECIPIENT_KEYS},
+        )
+
+    message_hook = conv.get_unstructure_hook(Message)
+
+    def unstructure_batch(request: BatchRequest) -> Wire:
+        return {
+            "messages": [message_hook(m) for m in request.messages],
+            **unstructure_campaign(request.campaign),
+        }
+
+    def structure_batch(wire: Mapping[str, Any], _: type) -> BatchRequest:
+        return BatchRequest(
+            campaign=structure_campaign(wire, Campaign),
+            messages=tuple(conv.structure(m, Message) for m in wire["messages"]),
+        )
+
+    def unstructure_broadcast(request: BroadcastRequest) -> Wire:
+        return {
+            "recipients": [unstructure_recipient(r) for r in request.recipients],
+            **unstructure_campaign(request.campaign),
+        }
+
+    def structure_broadcast(wire: Mapping[str, Any], _: type) -> BroadcastRequest:
+        return BroadcastRequest(
+            campaign=structure_campaign(wire, Campaign),
+            recipients=tuple(structure_recipient(r, Recipient) for r in wire["recipients"]),
+        )
+
+    hooks: list[tuple[type, Callable[[Any], Wire], Callable[[Any, type], Any]]] = [
+        (Campaign, unstructure_campaign, structure_campaign),
+        (Recipient, unstructure_recipient, structure_recipient),
+        (BatchRequest, unstructure_batch, structure_batch),
+        (BroadcastRequest, unstructure_broadcast, structure_broadcast),
+    ]
+    for model, unstructure, structure in hooks:
+        conv.register_unstructure_hook(model, unstructure)
+        conv.register_structure_hook(model, structure)
+    return conv
+
+
+converter: OrjsonConverter = configure_converter(make_converter())
+"""The project's one converter: ``converter.loads(data, Type)`` and ``converter.dumps(obj)``."""
+
+
+_ITEM_HOOKS: dict[type, Callable[[Any], Wire]] = {
+    Message: converter.get_unstructure_hook(Message),
+    Recipient: converter.get_unstructure_hook(Recipient),
+}
+
+
+def to_wire_items(items: Iterable[object]) -> list[Any]:
+    """The wire form of each item: models through their specialised hook, ``dict``s as they
+    are (no copy), other mappings as a ``dict``. Anything else is kept for validation to name.
+    """
+    hooks = _ITEM_HOOKS
+    wire: list[Any] = []
+    append = wire.append
+    for item in items:
+        kind = type(item)
+        if kind is dict:
+            append(item)
+        elif kind in hooks:
+            append(hooks[kind](item))
+        elif isinstance(item, Mapping):
+            append(dict(item))
+        else:
+            append(item)
+    return wire
+
+
+class Envelope:
+    """A campaign validated and encoded once, ready to wrap any chunk of items.
+
+    ``body(items)`` splices the encoded item list in front of the encoded envelope, so the
+    envelope is never encoded again, whatever the number of chunks.
+    """
+
+    __slots__ = ("_prefix", "_suffix", "campaign", "kind", "rules", "wire")
+
+    def __init__(self, campaign: Campaign, kind: Kind) -> None:
+        """Validate ``campaign`` for ``kind``; raise ``ValidationError`` naming every problem."""
+        if campaign.start_time is not None:
+            reason = check_start_time_value(campaign.start_time)
+            if reason:
+                raise ValidationError([Problem("start_time", reason)])
+        wire = converter.unstructure(campaign)
+        problems = check_envelope(wire, kind)
+        if problems:
+            raise ValidationError(problems)
+        self.campaign = campaign
+        self.kind = kind
+        self.wire: Wire = wire
+        self.rules: ItemRules = item_rules(wire, kind)
+        self._prefix = b'{"' + kind.items_key.encode() + b'":'
+        self._suffix = b"," + orjson.dumps(wire)[1:]
+
+    def body(self, items: list[Any]) -> bytes:
+        """The request body for ``items`` (already in wire form)."""
+        return b"".join((self._prefix, orjson.dumps(items), self._suffix))

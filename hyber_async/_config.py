@@ -1,0 +1,98 @@
+"""Timeouts, the retry policy and the defaults, each with its reason."""
+
+from __future__ import annotations
+
+import random
+from typing import Final
+
+import attrs
+import httpx
+
+from ._errors import HyberError, NotSentError, OutcomeUnknownError, RateLimitError, ServerError
+
+__all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_RETRY",
+    "DEFAULT_TIMEOUTS",
+    "RetryPolicy",
+    "Timeouts",
+]
+
+DEFAULT_MAX_CONNECTIONS: Final = 8
+"""Connections in the pool. Two cores saturate at about four 50,000-item requests in flight;
+eight leaves room for status polls beside a campaign."""
+
+SITE_URL: Final = "https://proxy-{site}.hyber.im"
+"""Base URL of the mass-messaging endpoints for a Hyber ``site`` (e.g. ``"eu"``)."""
+
+
+@attrs.frozen
+class Timeouts:
+    """Per-phase timeouts of each HTTP attempt, plus a ``total`` deadline per call.
+
+    ``total`` bounds the whole call, retries and back-off included: a call never takes longer.
+    The phases are httpx's: ``connect`` (TCP + TLS), ``write`` (sending the body; 50,000 items
+    are a few MB), ``read`` (between bytes of the answer; a sync answer to 50,000 items takes
+    the server a while), ``pool`` (waiting for a free connection).
+    """
+
+    connect: float = 10.0
+    write: float = 60.0
+    read: float = 120.0
+    pool: float = 60.0
+    total: float = 300.0
+
+    def to_httpx(self) -> httpx.Timeout:
+        """The per-phase part as an ``httpx.Timeout``."""
+        return httpx.Timeout(connect=self.connect, write=self.write, read=self.read, pool=self.pool)
+
+
+DEFAULT_TIMEOUTS: Final = Timeouts()
+
+
+@attrs.frozen
+class RetryPolicy:
+    """When and how often a request is sent again.
+
+    What is retried (the API has no idempotency key, so a POST is resent only when it provably
+    was not processed):
+
+    - GET: ``NotSentError``, ``OutcomeUnknownError`` (transport), 429 and every 5xx;
+    - POST: ``NotSentError`` (connect or pool failure), 429, and 503 with ``Retry-After``.
+
+    How long to wait before attempt ``n + 1``: the server's ``Retry-After`` when it sent one,
+    capped at ``max_retry_after``; otherwise ``min(max_backoff, initial_backoff * 2 ** (n - 1))``
+    scaled by a random factor in ``[1 - jitter, 1]``. ``wait=False`` removes every delay (for
+    tests); ``max_attempts`` counts the first attempt.
+    """
+
+    max_attempts: int = 5
+    initial_backoff: float = 0.5
+    max_backoff: float = 30.0
+    jitter: float = 0.5
+    max_retry_after: float = 120.0
+    wait: bool = True
+
+    def retries(self, method: str, error: HyberError) -> bool:
+        """Whether ``error`` on a ``method`` request may be retried at all."""
+        if method == "GET":
+            return isinstance(error, (NotSentError, OutcomeUnknownError, RateLimitError))
+        if isinstance(error, (NotSentError, RateLimitError)):
+            return True
+        return (
+            isinstance(error, ServerError)
+            and error.status_code == 503
+            and (error.retry_after is not None)
+        )
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        if not self.wait:
+            return 0.0
+        if retry_after is not None:
+            return min(retry_after, self.max_retry_after)
+        backoff = min(self.max_backoff, self.initial_backoff * 2.0 ** (attempt - 1))
+        return backoff * (1.0 - self.jitter * random.random())
+
+
+DEFAULT_RETRY: Final = RetryPolicy()

@@ -1,0 +1,320 @@
+"""Typed models of the Hyber JSON V2 mass-messaging protocol.
+
+Every model is a frozen, slotted attrs class whose field names are the wire keys, so
+``converter.dumps(model)`` writes exactly what the API expects and ``converter.loads`` reads what
+it sends (unknown keys from the server are ignored). Optional fields default to ``None`` and are
+left out of the JSON when absent.
+
+Requests: ``Campaign`` (the envelope shared by every chunk of a campaign), ``Message`` (one batch
+item with its own text), ``Recipient`` (one broadcast item with its own ``%key%`` variables),
+``BatchRequest`` / ``BroadcastRequest`` (envelope plus items, i.e. one request body).
+
+Responses: ``JobAccepted`` (async endpoints), ``SyncResult`` of ``MessageResult`` (sync endpoints),
+``JobStatus`` of ``MessageStatus`` (status endpoint), ``DeliveryReport`` (callbacks).
+
+Status codes are open integers: unknown values pass through untouched. The known ones are named
+in ``Status``, ``HyberStatus`` and ``ErrorCode``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Final
+
+import attrs
+
+__all__ = [
+    "BatchRequest",
+    "BroadcastRequest",
+    "Campaign",
+    "Channel",
+    "ChannelOptions",
+    "DeliveryReport",
+    "ErrorCode",
+    "HyberStatus",
+    "JobAccepted",
+    "JobStatus",
+    "Message",
+    "MessageResult",
+    "MessageStatus",
+    "Recipient",
+    "SmsOptions",
+    "Status",
+    "SyncResult",
+    "ViberOptions",
+    "WhatsAppOptions",
+]
+
+
+class Channel(str, enum.Enum):
+    """A delivery channel. The order of ``Campaign.channels`` is the cascade order."""
+
+    VIBER = "viber"
+    SMS = "sms"
+    WHATSAPP = "whatsapp"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Status:
+    """Known values of ``status`` in status reports and delivery reports (an open integer)."""
+
+    NOT_FINAL: Final = -1
+    """Not sent to any channel yet, or no final status yet."""
+    DELIVERED: Final = 2
+    UNDELIVERED: Final = 3
+    """Not delivered: expired or failed on every channel of the cascade."""
+    FINAL: Final = frozenset({2, 3})
+
+
+class HyberStatus:
+    """Known values of ``hyber_status`` (an open integer; ``substatus * 1000 + detail``)."""
+
+    SMS_DELIVERED: Final = 23011
+    VIBER_DELIVERED: Final = 23033
+    VIBER_TEMPLATE_DELIVERED: Final = 23043
+    SMS_EXPIRED: Final = 35015
+
+
+class ErrorCode:
+    """Known values of ``error_code`` (an open integer)."""
+
+    SMS_EXPIRED: Final = 35015
+    PHONE_NUMBER_INCORRECT: Final = 36024
+
+
+# --- requests -------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class ViberOptions:
+    """Options of the Viber channel. ``ttl`` (seconds, 40..86400) is required."""
+
+    ttl: int
+    text: str | None = None
+    device: str | None = None
+    """``"all"`` or ``"phone"``."""
+    alpha_name: str | None = None
+    """Selects the Viber service (sender) to use."""
+    img: str | None = None
+    caption: str | None = None
+    action: str | None = None
+    file_name: str | None = None
+    ctr: bool | None = None
+    """Rewrite links and count clicks."""
+
+
+@attrs.frozen
+class SmsOptions:
+    """Options of the SMS channel. ``alpha_name`` (<= 11 GSM-7 chars) and ``ttl`` are required."""
+
+    alpha_name: str
+    ttl: int
+    text: str | None = None
+    """Broadcast text; in a batch the text comes from each ``Message``."""
+    ctr: bool | None = None
+
+
+@attrs.frozen
+class WhatsAppOptions:
+    """Options of the WhatsApp channel. ``ttl`` is required (documented value 604800)."""
+
+    ttl: int
+    text: str | None = None
+    img: str | None = None
+    img_name: str | None = None
+    doc: str | None = None
+    doc_name: str | None = None
+    audio: str | None = None
+    video: str | None = None
+    video_name: str | None = None
+    latitude: str | None = None
+    """Decimal degrees as a string, as in the documentation's examples."""
+    longitude: str | None = None
+    ctr: bool | None = None
+
+
+@attrs.frozen
+class ChannelOptions:
+    """One options object per channel listed in ``Campaign.channels``."""
+
+    viber: ViberOptions | None = None
+    sms: SmsOptions | None = None
+    whatsapp: WhatsAppOptions | None = None
+
+
+def _as_channels(value: object) -> tuple[Channel, ...]:
+    if isinstance(value, (str, Channel)):
+        value = (value,)
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"channels must be a sequence of Channel, got {type(value).__name__}")
+    return tuple(Channel(v) for v in value)
+
+
+@attrs.frozen
+class Campaign:
+    """The envelope of a batch or broadcast: everything but the list of items.
+
+    ``start_time`` takes an aware ``datetime`` or the documented string
+    ``"YYYY-MM-DD hh:mm:ss+hh:mm"`` (without an offset the API reads Kyiv time).
+    """
+
+    channels: tuple[Channel, ...] = attrs.field(converter=_as_channels)
+    channel_options: ChannelOptions
+    callback_url: str | None = None
+    start_time: datetime | str | None = None
+    tag: str | None = None
+    division_code: str | None = None
+
+
+@attrs.frozen
+class Message:
+    """One batch item: a recipient with its own text for every channel."""
+
+    phone_number: int
+    text: str
+    extra_id: str | None = None
+    """Your id of the message (<= 64 chars); it comes back in reports."""
+
+
+@attrs.frozen
+class Recipient:
+    """One broadcast item. ``variables`` fill the ``%key%`` placeholders of the channel options
+    and go onto the wire as the recipient's own keys."""
+
+    phone_number: int
+    extra_id: str | None = None
+    variables: Mapping[str, str] = attrs.field(factory=dict, hash=False)
+
+
+def _messages(items: Iterable[Message]) -> tuple[Message, ...]:
+    return tuple(items)
+
+
+def _recipients(items: Iterable[Recipient]) -> tuple[Recipient, ...]:
+    return tuple(items)
+
+
+@attrs.frozen
+class BatchRequest:
+    """One batch request body: the campaign envelope plus at most 50,000 messages."""
+
+    campaign: Campaign
+    messages: tuple[Message, ...] = attrs.field(converter=_messages)
+
+
+@attrs.frozen
+class BroadcastRequest:
+    """One broadcast request body: the campaign envelope plus at most 50,000 recipients."""
+
+    campaign: Campaign
+    recipients: tuple[Recipient, ...] = attrs.field(converter=_recipients)
+
+
+# --- responses ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class JobAccepted:
+    """Answer of the async endpoints: the id of the job to poll."""
+
+    job_id: str
+
+
+@attrs.frozen
+class MessageResult:
+    """One item of a sync answer. ``phone_number`` is echoed as a string."""
+
+    phone_number: str | None = None
+    message_id: str | None = None
+    extra_id: str | None = None
+    processed: bool | None = None
+    accepted: bool | None = None
+    error_code: int | None = None
+    error_text: str | None = None
+
+
+@attrs.frozen
+class SyncResult:
+    """Answer of the ``/sync`` endpoints: one result per message, in request order."""
+
+    messages: tuple[MessageResult, ...]
+
+
+@attrs.frozen
+class MessageStatus:
+    """One message of a campaign status report.
+
+    ``processed`` means "still being processed" and is *not* a failure signal: a message is final
+    when it has a ``status`` of 2 or 3, or an ``error_code``.
+    """
+
+    time: int | None = None
+    """Epoch milliseconds."""
+    phone_number: str | None = None
+    message_id: str | None = None
+    extra_id: str | None = None
+    processed: bool | None = None
+    accepted: bool | None = None
+    total_sms_parts: int | None = None
+    delivered_sms_parts: int | None = None
+    status_text: str | None = None
+    status: int | None = None
+    substatus: int | None = None
+    hyber_status: int | None = None
+    clicks: int | None = None
+    """Present only when ``ctr`` was on."""
+    error_text: str | None = None
+    error_code: int | None = None
+
+    @property
+    def is_final(self) -> bool:
+        """True when the message reached a final state (delivered, undelivered or failed)."""
+        return self.error_code is not None or self.status in Status.FINAL
+
+
+@attrs.frozen
+class JobStatus:
+    """Answer of the status endpoint: every message of the job so far."""
+
+    messages: tuple[MessageStatus, ...]
+
+    @property
+    def is_final(self) -> bool:
+        """True when every message of the job is final."""
+        return all(m.is_final for m in self.messages)
+
+
+@attrs.frozen
+class DeliveryReport:
+    """A delivery report that Hyber POSTs to the campaign's ``callback_url``.
+
+    ``number`` keeps the JSON type it arrived with (the documentation shows both a number and a
+    string); ``phone_number`` gives it as an ``int``.
+    """
+
+    number: int | str
+    message_id: str | None = None
+    extra_id: str | None = None
+    time: int | None = None
+    status: int | None = None
+    substatus: int | None = None
+    hyber_status: int | None = None
+    sent_via: str | None = None
+    """``"sms"``, ``"viber"``, ``"whatsapp"``, or ``"hyber"`` when the platform blocked it."""
+    total_sms_parts: int | None = None
+    delivered_sms_parts: int | None = None
+    matching_template_id: int | None = None
+
+    @property
+    def phone_number(self) -> int:
+        """The recipient's phone number as an integer."""
+        return int(self.number)
+
+    @property
+    def delivered(self) -> bool:
+        """True for a delivered status (``status == 2``)."""
+        return self.status == Status.DELIVERED

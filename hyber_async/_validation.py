@@ -1,0 +1,402 @@
+"""The one rule set of the protocol's limits, on the wire form (``dict``s as JSON has them).
+
+The client checks what it is about to send with it, the mass sender checks each chunk with it,
+and the emulator checks what it receives with it: the limits are written once, here.
+
+Sources are marked as in ``PROTOCOL.md``: [doc] documented by GMS, [ours] our choice where the
+documentation is silent.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final
+
+import attrs
+
+from ._errors import Problem
+
+__all__ = [
+    "MAX_ITEMS",
+    "ItemRules",
+    "Kind",
+    "check_envelope",
+    "check_items",
+    "check_request",
+    "check_start_time_value",
+    "is_gsm7",
+    "item_rules",
+    "placeholders_in",
+]
+
+MAX_ITEMS: Final = 50_000
+"""Items in one batch or broadcast request [doc]."""
+PHONE_MIN: Final = 10**6
+PHONE_MAX: Final = 10**15 - 1
+"""International numbers of 7 to 15 digits (E.164) [ours]."""
+EXTRA_ID_MAX: Final = 64
+CALLBACK_URL_MAX: Final = 256
+TAG_MAX: Final = 64
+DIVISION_CODE_MAX: Final = 100
+
+GSM7_BASIC: Final = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENSION: Final = frozenset("^{}\\[~]|€\f")
+_GSM7: Final = GSM7_BASIC | GSM7_EXTENSION
+SMS_TEXT_MAX_GSM7: Final = 765
+SMS_TEXT_MAX_UNICODE: Final = 335
+_EXTENSIONS = (
+    "doc docx rtf dot dotx odt odf fodt txt info pdf xps pdax eps xls xlsx ods fods csv xlsm xltx"
+)
+VIBER_FILE_EXTENSIONS: Final = frozenset(_EXTENSIONS.split())
+VIBER_ACTION_SCHEMES: Final = ("http://", "https://", "viber://", "tel:")
+URL_SCHEMES: Final = ("http://", "https://")
+_PLACEHOLDER = re.compile(r"%([^%\s]+)%")
+_START_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}([+-]\d{2}:\d{2})?")
+
+
+class Kind(str, enum.Enum):
+    """The two request shapes, named by their endpoint."""
+
+    BATCH = "batch"
+    BROADCAST = "broadcast"
+
+    @property
+    def items_key(self) -> str:
+        """The wire key of the item list: ``messages`` or ``recipients``."""
+        return "messages" if self is Kind.BATCH else "recipients"
+
+
+def is_gsm7(text: str) -> bool:
+    """True when every character of ``text`` is in the GSM-7 alphabet (with its extension)."""
+    return _GSM7.issuperset(text)
+
+
+def placeholders_in(value: str) -> set[str]:
+    """The ``%key%`` names used in ``value``."""
+    return set(_PLACEHOLDER.findall(value))
+
+
+def check_start_time_value(value: object) -> str | None:
+    """Why a ``start_time`` (model or wire value) is invalid, or ``None`` when it is fine."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            return "a naive datetime is ambiguous: give it a timezone"
+        return None
+    if not isinstance(value, str):
+        return "must be a string 'YYYY-MM-DD hh:mm:ss+hh:mm'"
+    if _START_TIME.fullmatch(value) is None:
+        return f"{value!r} is not of the form 'YYYY-MM-DD hh:mm:ss+hh:mm'"
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return f"{value!r} is not a valid date and time"
+    return None
+
+
+# --- the envelope ---------------------------------------------------------------------------
+
+
+class _Checker:
+    """Collects problems of one object, with the path of each field."""
+
+    def __init__(self, problems: list[Problem], prefix: str, templated: bool) -> None:
+        self.problems = problems
+        self.prefix = prefix
+        self.templated = templated
+        """Strings holding ``%key%`` are filled per recipient: their form is not checked."""
+
+    def fail(self, key: str, message: str) -> None:
+        self.problems.append(Problem(f"{self.prefix}{key}", message))
+
+    def integer(
+        self, obj: Mapping[str, Any], key: str, low: int, high: int, required: bool
+    ) -> None:
+        value = obj.get(key)
+        if value is None:
+            if required:
+                self.fail(key, "is required")
+        elif type(value) is not int:
+            self.fail(key, f"must be an integer, got {value!r}")
+        elif not low <= value <= high:
+            self.fail(key, f"must be between {low} and {high}, got {value}")
+
+    def string(
+        self,
+        obj: Mapping[str, Any],
+        key: str,
+        max_len: int,
+        *,
+        required: bool = False,
+        schemes: tuple[str, ...] = (),
+    ) -> str | None:
+        value = obj.get(key)
+        if value is None:
+            if required:
+                self.fail(key, "is required")
+            return None
+        if not isinstance(value, str):
+            self.fail(key, f"must be a string, got {type(value).__name__}")
+            return None
+        if self.templated and _PLACEHOLDER.search(value):
+            return None
+        if not value and required:
+            self.fail(key, "must not be empty")
+        elif len(value) > max_len:
+            self.fail(key, f"must be at most {max_len} characters, got {len(value)}")
+        elif schemes and not value.startswith(schemes):
+            self.fail(key, f"must start with one of {', '.join(schemes)}, got {value[:40]!r}")
+        return value
+
+    def boolean(self, obj: Mapping[str, Any], key: str) -> None:
+        value = obj.get(key)
+        if value is not None and not isinstance(value, bool):
+            self.fail(key, f"must be true or false, got {value!r}")
+
+    def choice(self, obj: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> None:
+        value = obj.get(key)
+        if value is not None and value not in allowed:
+            self.fail(key, f"must be one of {', '.join(allowed)}, got {value!r}")
+
+    def coordinate(self, obj: Mapping[str, Any], key: str, limit: float) -> None:
+        value = obj.get(key)
+        if value is None:
+            return
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(key, f"must be a decimal number, got {value!r}")
+            return
+        if not -limit <= number <= limit:
+            self.fail(key, f"must be between -{limit:g} and {limit:g}, got {value!r}")
+
+    def sms_text(self, text: str | None) -> None:
+        if text is not None:
+            problem = sms_text_problem(text)
+            if problem:
+                self.fail("text", problem)
+
+
+def sms_text_problem(text: str) -> str | None:
+    """Why ``text`` is too long for an SMS [doc: 765 GSM-7 / 335 other characters], or None."""
+    length = len(text)
+    if length <= SMS_TEXT_MAX_UNICODE:
+        return None
+    if not is_gsm7(text):
+        limit = SMS_TEXT_MAX_UNICODE
+        return f"an SMS text outside GSM-7 may have at most {limit} characters, got {length}"
+    if length + sum(text.count(c) for c in GSM7_EXTENSION) > SMS_TEXT_MAX_GSM7:
+        return f"a GSM-7 SMS text may have at most {SMS_TEXT_MAX_GSM7} characters, got {length}"
+    return None
+
+
+def _check_viber(c: _Checker, options: Mapping[str, Any], kind: Kind) -> None:
+    c.integer(options, "ttl", 40, 86_400, required=True)
+    c.string(options, "text", 1000)
+    c.choice(options, "device", ("all", "phone"))
+    c.string(options, "alpha_name", 64)
+    c.string(options, "img", 256, schemes=URL_SCHEMES)
+    c.string(options, "caption", 30)
+    c.string(options, "action", 256, schemes=VIBER_ACTION_SCHEMES)
+    file_name = c.string(options, "file_name", 25)
+    if file_name is not None and file_name.rpartition(".")[2].lower() not in VIBER_FILE_EXTENSIONS:
+        c.fail("file_name", f"must end in a supported extension, got {file_name!r}")
+    c.boolean(options, "ctr")
+    if kind is Kind.BROADCAST and not any(options.get(k) for k in ("text", "img", "file_name")):
+        c.fail("text", "a broadcast Viber message needs a text, an img or a file_name")
+
+
+def _check_sms(c: _Checker, options: Mapping[str, Any], kind: Kind) -> None:
+    c.integer(options, "ttl", 300, 259_200, required=True)
+    alpha_name = c.string(options, "alpha_name", 11, required=True)
+    if alpha_name and not GSM7_BASIC.issuperset(alpha_name):
+        c.fail("alpha_name", f"must use only the GSM-7 default alphabet, got {alpha_name!r}")
+    c.sms_text(c.string(options, "text", SMS_TEXT_MAX_GSM7, required=kind is Kind.BROADCAST))
+    c.boolean(options, "ctr")
+
+
+def _check_whatsapp(c: _Checker, options: Mapping[str, Any], kind: Kind) -> None:
+    c.integer(options, "ttl", 1, 604_800, required=True)
+    c.string(options, "text", 1000)
+    for key in ("img", "doc", "audio", "video"):
+        c.string(options, key, 256, schemes=URL_SCHEMES)
+    for key in ("img_name", "doc_name", "video_name"):
+        c.string(options, key, 1000)
+    c.coordinate(options, "latitude", 90)
+    c.coordinate(options, "longitude", 180)
+    c.boolean(options, "ctr")
+    media = ("text", "img", "doc", "audio", "video", "latitude")
+    if kind is Kind.BROADCAST and not any(options.get(k) for k in media):
+        c.fail("text", "a broadcast WhatsApp message needs a text or a media field")
+
+
+_CHANNEL_RULES = {"viber": _check_viber, "sms": _check_sms, "whatsapp": _check_whatsapp}
+
+
+def check_envelope(wire: Mapping[str, Any], kind: Kind) -> list[Problem]:
+    """Every problem of the campaign envelope (all keys but the item list)."""
+    problems: list[Problem] = []
+    top = _Checker(problems, "", templated=False)
+    channels = wire.get("channels")
+    listed: list[str] = []
+    if not isinstance(channels, list) or not channels:
+        top.fail("channels", "must be a non-empty list of channels")
+    else:
+        for i, name in enumerate(channels):
+            if name not in _CHANNEL_RULES:
+                known = ", ".join(_CHANNEL_RULES)
+                top.fail(f"channels[{i}]", f"unknown channel {name!r} (known: {known})")
+            elif name in listed:
+                top.fail(f"channels[{i}]", f"channel {name!r} is listed twice")
+            else:
+                listed.append(name)
+    options = wire.get("channel_options")
+    if not isinstance(options, Mapping):
+        top.fail("channel_options", "must be an object with the options of each channel")
+        options = {}
+    for name in listed:
+        channel_options = options.get(name)
+        if not isinstance(channel_options, Mapping):
+            top.fail(f"channel_options.{name}", f"is required: channel {name!r} is listed")
+            continue
+        checker = _Checker(problems, f"channel_options.{name}.", kind is Kind.BROADCAST)
+        _CHANNEL_RULES[name](checker, channel_options, kind)
+    top.string(wire, "callback_url", CALLBACK_URL_MAX, schemes=URL_SCHEMES)
+    top.string(wire, "tag", TAG_MAX)
+    top.string(wire, "division_code", DIVISION_CODE_MAX)
+    start_time = wire.get("start_time")
+    if start_time is not None:
+        reason = check_start_time_value(start_time)
+        if reason:
+            top.fail("start_time", reason)
+    return problems
+
+
+# --- the items ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class ItemRules:
+    """What each item of a campaign must satisfy, worked out once per campaign."""
+
+    kind: Kind
+    sms_text: bool = False
+    """Batch texts go to SMS too, so the SMS length limits apply."""
+    text_max: int = 1000
+    placeholders: frozenset[str] = frozenset()
+    """Keys every broadcast recipient must carry."""
+
+
+def item_rules(wire: Mapping[str, Any], kind: Kind) -> ItemRules:
+    """The per-item rules implied by a (valid) campaign envelope."""
+    channels = wire.get("channels") or ()
+    if kind is Kind.BATCH:
+        sms = "sms" in channels
+        return ItemRules(kind, sms_text=sms, text_max=SMS_TEXT_MAX_GSM7 if sms else 1000)
+    needed: set[str] = set()
+    options = wire.get("channel_options") or {}
+    for name in channels:
+        channel_options = options.get(name)
+        if isinstance(channel_options, Mapping):
+            for value in channel_options.values():
+                if isinstance(value, str):
+                    needed |= placeholders_in(value)
+    return ItemRules(kind, placeholders=frozenset(needed))
+
+
+def check_items(items: Sequence[Any], rules: ItemRules, *, first_index: int = 0) -> list[Problem]:
+    """Every problem of ``items``; ``first_index`` is the input position of ``items[0]``.
+
+    Written as one tight loop: it runs for every recipient of a campaign.
+    """
+    problems: list[Problem] = []
+    key = rules.kind.items_key
+    batch = rules.kind is Kind.BATCH
+    needed = rules.placeholders
+    text_max = rules.text_max
+    for offset, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            index = first_index + offset
+            problems.append(Problem(f"{key}[{index}]", "must be an object", index))
+            continue
+        phone = item.get("phone_number")
+        extra_id = item.get("extra_id")
+        if (
+            type(phone) is int
+            and PHONE_MIN <= phone <= PHONE_MAX
+            and (extra_id is None or (type(extra_id) is str and 0 < len(extra_id) <= EXTRA_ID_MAX))
+        ):
+            if batch:
+                text = item.get("text")
+                if type(text) is str and 0 < len(text) <= SMS_TEXT_MAX_UNICODE:
+                    continue
+            elif not needed or needed <= item.keys():
+                continue
+        problems.extend(_item_problems(item, first_index + offset, key, rules, text_max))
+    return problems
+
+
+def _item_problems(
+    item: Mapping[str, Any], index: int, key: str, rules: ItemRules, text_max: int
+) -> list[Problem]:
+    """The slow path of ``check_items``: name every problem of one suspicious item."""
+    extra_id = item.get("extra_id")
+    ident = extra_id if isinstance(extra_id, str) else None
+    found: list[Problem] = []
+
+    def fail(field: str, message: str) -> None:
+        found.append(Problem(f"{key}[{index}].{field}", message, index, ident))
+
+    phone = item.get("phone_number")
+    if phone is None:
+        fail("phone_number", "is required")
+    elif type(phone) is not int:
+        fail("phone_number", f"must be a number of 7 to 15 digits, got {phone!r}")
+    elif not PHONE_MIN <= phone <= PHONE_MAX:
+        fail("phone_number", f"must have 7 to 15 digits, got {phone}")
+    if extra_id is not None:
+        if type(extra_id) is not str:
+            fail("extra_id", f"must be a string, got {type(extra_id).__name__}")
+        elif not 0 < len(extra_id) <= EXTRA_ID_MAX:
+            fail("extra_id", f"must have 1 to {EXTRA_ID_MAX} characters, got {len(extra_id)}")
+    if rules.kind is Kind.BATCH:
+        text = item.get("text")
+        if text is None:
+            fail("text", "is required")
+        elif type(text) is not str:
+            fail("text", f"must be a string, got {type(text).__name__}")
+        elif not text:
+            fail("text", "must not be empty")
+        elif len(text) > text_max:
+            fail("text", f"must be at most {text_max} characters, got {len(text)}")
+        elif rules.sms_text:
+            problem = sms_text_problem(text)
+            if problem:
+                fail("text", problem)
+    else:
+        missing = sorted(rules.placeholders - item.keys())
+        if missing:
+            names = ", ".join(f"%{m}%" for m in missing)
+            fail(missing[0], f"missing value for {names} used in channel_options")
+    return found
+
+
+def check_request(wire: Mapping[str, Any], kind: Kind) -> list[Problem]:
+    """Every problem of a whole request body: envelope, item count and items."""
+    problems = check_envelope(wire, kind)
+    key = kind.items_key
+    items = wire.get(key)
+    if not isinstance(items, list):
+        problems.append(Problem(key, "must be a list"))
+    elif not items:
+        problems.append(Problem(key, "must hold at least one item"))
+    elif len(items) > MAX_ITEMS:
+        problems.append(Problem(key, f"must hold at most {MAX_ITEMS} items, got {len(items)}"))
+    else:
+        problems.extend(check_items(items, item_rules(wire, kind)))
+    return problems
