@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, get_args, get_type_hints
 
+import attrs
 import orjson
 from cattrs.gen import make_dict_unstructure_fn
 from cattrs.preconf.orjson import OrjsonConverter, make_converter
@@ -41,6 +42,7 @@ __all__ = [
     "configure_converter",
     "converter",
     "format_start_time",
+    "make_flat_structure_fn",
     "parse_start_time",
     "to_wire_items",
 ]
@@ -50,6 +52,42 @@ Wire = dict[str, Any]
 
 RECIPIENT_KEYS = frozenset({"phone_number", "extra_id"})
 """Keys of a broadcast recipient that are not ``%key%`` variables."""
+
+A = TypeVar("A", bound=attrs.AttrsInstance)
+
+
+def make_flat_structure_fn(cls: type[A]) -> Callable[[Any, type], A]:
+    """A strict, fast structure hook for an attrs class whose fields are JSON scalars.
+
+    Each field accepts exactly the JSON types of its annotation (``int | None`` takes an integer
+    or null, never a bool, a float or a numeric string); a missing or null optional field is
+    ``None``; unknown keys are ignored. A non-object, a missing required field or a value of the
+    wrong type raises ``TypeError`` naming the field. About twice as fast as cattrs' generated
+    hook, which matters for status reports of 50,000 messages.
+    """
+    hints = get_type_hints(cls)
+    specs: list[tuple[str, frozenset[type], str]] = []
+    for field in attrs.fields(cls):
+        accepted = frozenset(get_args(hints[field.name]) or (hints[field.name],))
+        if field.default is not attrs.NOTHING:
+            accepted |= {type(None)}
+        expected = " or ".join(sorted(t.__name__.replace("NoneType", "null") for t in accepted))
+        specs.append((field.name, accepted, expected))
+
+    def structure(wire: Any, _: type) -> A:
+        if type(wire) is not dict:
+            raise TypeError(f"{cls.__name__}: expected a JSON object, got {type(wire).__name__}")
+        get = wire.get
+        values = []
+        for name, accepted, expected in specs:
+            value = get(name)
+            if type(value) not in accepted:
+                got = "nothing" if value is None else type(value).__name__
+                raise TypeError(f"{cls.__name__}.{name}: expected {expected}, got {got}")
+            values.append(value)
+        return cls(*values)
+
+    return structure
 
 
 def format_start_time(value: datetime | str) -> str:
@@ -90,7 +128,9 @@ def configure_converter(conv: OrjsonConverter) -> OrjsonConverter:
     - a ``Recipient``'s ``variables`` are written as the recipient's own keys, and every key
       beyond ``phone_number`` and ``extra_id`` is read back into ``variables``;
     - ``BatchRequest`` / ``BroadcastRequest`` are written flat: the items list beside the
-      campaign's envelope keys, as the API expects.
+      campaign's envelope keys, as the API expects;
+    - reports (``JobStatus`` / ``MessageStatus``, ``DeliveryReport``) are read strictly and fast
+      (:func:`make_flat_structure_fn`): a value of the wrong JSON type is an error, never coerced.
     """
     for cls in (
         ViberOptions,
@@ -187,6 +227,16 @@ def configure_converter(conv: OrjsonConverter) -> OrjsonConverter:
     for model, unstructure, structure in hooks:
         conv.register_unstructure_hook(model, unstructure)
         conv.register_structure_hook(model, structure)
+
+    conv.register_structure_hook(DeliveryReport, make_flat_structure_fn(DeliveryReport))
+    message_status = make_flat_structure_fn(MessageStatus)
+
+    def structure_job_status(wire: Any, _: type) -> JobStatus:
+        if type(wire) is not dict or type(wire.get("messages")) is not list:
+            raise TypeError("JobStatus: expected an object with a 'messages' array")
+        return JobStatus(tuple([message_status(m, MessageStatus) for m in wire["messages"]]))
+
+    conv.register_structure_hook(JobStatus, structure_job_status)
     return conv
 
 
