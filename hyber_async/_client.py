@@ -5,16 +5,14 @@ from __future__ import annotations
 import base64
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
 import httpx
-import orjson
-from cattrs.errors import BaseValidationError
 
-from ._codec import Envelope, converter, to_wire_items
+from ._codec import Envelope, decode_answer, to_wire_items
 from ._config import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_RETRY,
@@ -28,7 +26,6 @@ from ._errors import (
     HyberError,
     OutcomeUnknownError,
     Problem,
-    UnexpectedResponseError,
     ValidationError,
     raise_for_answer,
     translate_transport_error,
@@ -43,6 +40,8 @@ from ._models import (
     Recipient,
     SyncResult,
 )
+from ._send_report import SendReport
+from ._sender import DEFAULT_CONCURRENCY, OnInvalid, ProgressCallback, stream
 from ._validation import MAX_ITEMS, Kind, check_items
 
 __all__ = ["HyberClient"]
@@ -193,7 +192,91 @@ class HyberClient:
         if not job_id or "/" in job_id:
             raise ValidationError([Problem("job_id", f"must be a job id, got {job_id!r}")])
         response = await self.request("GET", f"status/{job_id}")
-        return _decode(response, JobStatus)
+        return decode_answer(response, JobStatus)
+
+    # --- any number of items ---------------------------------------------------------------
+
+    async def stream_batch(
+        self,
+        campaign: Campaign,
+        messages: Iterable[BatchItem] | AsyncIterable[BatchItem],
+        *,
+        chunk_size: int = MAX_ITEMS,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        sync: bool = False,
+        max_rate: float | None = None,
+        on_progress: ProgressCallback | None = None,
+        on_invalid: OnInvalid = "skip",
+        run_id: str | None = None,
+        report: SendReport | None = None,
+    ) -> SendReport:
+        """Send any number of batch messages; see ``stream_broadcast`` for the options."""
+        return await stream(
+            self,
+            Kind.BATCH,
+            campaign,
+            messages,
+            chunk_size=chunk_size,
+            concurrency=concurrency,
+            sync=sync,
+            max_rate=max_rate,
+            on_progress=on_progress,
+            on_invalid=on_invalid,
+            run_id=run_id,
+            report=report,
+        )
+
+    async def stream_broadcast(
+        self,
+        campaign: Campaign,
+        recipients: Iterable[BroadcastItem] | AsyncIterable[BroadcastItem],
+        *,
+        chunk_size: int = MAX_ITEMS,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        sync: bool = False,
+        max_rate: float | None = None,
+        on_progress: ProgressCallback | None = None,
+        on_invalid: OnInvalid = "skip",
+        run_id: str | None = None,
+        report: SendReport | None = None,
+    ) -> SendReport:
+        """Send the campaign to any number of recipients and account for every one.
+
+        ``recipients`` is any iterable or async iterable of ``Recipient`` or plain mappings
+        with the wire keys; it is read lazily, ``chunk_size`` at a time, and at most
+        ``concurrency + 1`` encoded chunks exist at once. Options:
+
+        - ``chunk_size``: items per request (at most 50,000);
+        - ``concurrency``: requests in flight (never above the client's ``max_connections``);
+        - ``sync``: use the ``/sync`` endpoint and get an outcome per message;
+        - ``max_rate``: at most this many recipients per second (chunks shrink to a tenth of a
+          second's worth so that the rate holds);
+        - ``on_progress``: called (or awaited) with a ``Progress`` after each finished chunk;
+        - ``on_invalid``: ``"skip"`` reports an invalid item as ``NOT_SENT`` and sends the
+          rest; ``"abort"`` stops reading and sending at the first invalid item;
+        - ``run_id``: prefix of the ``extra_id`` generated as ``{run_id}-{input index}`` for
+          items without one (random by default);
+        - ``report``: a ``SendReport`` to fill, which stays yours if the call is cancelled.
+
+        Invalid campaign options raise ``ValidationError`` before anything is sent. After that
+        nothing raises for a failed chunk: the returned ``SendReport`` partitions the input into
+        ``ACCEPTED``, ``REJECTED``, ``NOT_SENT`` and ``UNKNOWN``. A chunk is resent only when it
+        provably did not reach the server or was refused (see ``RetryPolicy``).
+        """
+        return await stream(
+            self,
+            Kind.BROADCAST,
+            campaign,
+            recipients,
+            chunk_size=chunk_size,
+            concurrency=concurrency,
+            sync=sync,
+            max_rate=max_rate,
+            on_progress=on_progress,
+            on_invalid=on_invalid,
+            run_id=run_id,
+            report=report,
+        )
 
     # --- plumbing shared with the mass sender and the poller -------------------------------
 
@@ -223,7 +306,7 @@ class HyberClient:
             raise ValidationError(problems)
         extra_ids = tuple(i["extra_id"] for i in wire if "extra_id" in i)
         response = await self.request("POST", path, envelope.body(wire), extra_ids)
-        return _decode(response, answer)
+        return decode_answer(response, answer)
 
     async def request(
         self,
@@ -289,11 +372,3 @@ def _with_extra_ids(error: HyberError, extra_ids: Sequence[str]) -> HyberError:
     if isinstance(error, OutcomeUnknownError):
         error.extra_ids = extra_ids
     return error
-
-
-def _decode(response: httpx.Response, answer: type[T]) -> T:
-    """Read a successful answer; a body we cannot read is an ``UnexpectedResponseError``."""
-    try:
-        return converter.loads(response.content, answer)
-    except (orjson.JSONDecodeError, BaseValidationError, KeyError, TypeError, ValueError):
-        raise UnexpectedResponseError(response) from None

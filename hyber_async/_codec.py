@@ -11,11 +11,13 @@ from datetime import datetime
 from typing import Any, TypeVar, get_args, get_type_hints
 
 import attrs
+import httpx
 import orjson
+from cattrs.errors import BaseValidationError
 from cattrs.gen import make_dict_unstructure_fn
 from cattrs.preconf.orjson import OrjsonConverter, make_converter
 
-from ._errors import Problem, ValidationError
+from ._errors import Problem, UnexpectedResponseError, ValidationError
 from ._models import (
     BatchRequest,
     BroadcastRequest,
@@ -41,6 +43,7 @@ __all__ = [
     "Wire",
     "configure_converter",
     "converter",
+    "decode_answer",
     "format_start_time",
     "make_flat_structure_fn",
     "parse_start_time",
@@ -49,6 +52,8 @@ __all__ = [
 
 Wire = dict[str, Any]
 """A JSON object as the API reads or writes it."""
+
+T = TypeVar("T")
 
 RECIPIENT_KEYS = frozenset({"phone_number", "extra_id"})
 """Keys of a broadcast recipient that are not ``%key%`` variables."""
@@ -299,3 +304,12 @@ class Envelope:
     def body(self, items: list[Any]) -> bytes:
         """The request body for ``items`` (already in wire form)."""
         return b"".join((self._prefix, orjson.dumps(items), self._suffix))
+
+
+def decode_answer(response: httpx.Response, answer: type[T]) -> T:
+    """Read a successful answer as ``answer``; a body that is not one raises
+    ``UnexpectedResponseError`` (the request may have been processed)."""
+    try:
+        return converter.loads(response.content, answer)
+    except (orjson.JSONDecodeError, BaseValidationError, KeyError, TypeError, ValueError):
+        raise UnexpectedResponseError(response) from None
