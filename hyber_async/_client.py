@@ -26,6 +26,7 @@ from ._errors import (
     HyberError,
     OutcomeUnknownError,
     Problem,
+    UnexpectedResponseError,
     ValidationError,
     raise_for_answer,
     translate_transport_error,
@@ -306,7 +307,10 @@ class HyberClient:
             raise ValidationError(problems)
         extra_ids = tuple(i["extra_id"] for i in wire if "extra_id" in i)
         response = await self.request("POST", path, envelope.body(wire), extra_ids)
-        return decode_answer(response, answer)
+        try:
+            return decode_answer(response, answer)
+        except UnexpectedResponseError as exc:
+            raise _with_extra_ids(exc, extra_ids) from None
 
     async def request(
         self,
