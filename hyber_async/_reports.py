@@ -189,13 +189,17 @@ class DeliveryReportReceiver:
             return False
         return hmac.compare_digest(credentials.partition(b":")[2], self._secret)
 
-    def _refuse(self, method: str, path: str, authorization: str | None) -> _Answer | None:
+    def _refuse(
+        self, method: str, path: str, authorization: str | None, content_length: str | None
+    ) -> _Answer | None:
         """The answer to send without reading the body, or None to go on."""
         if method != "POST":
             return _text(405, "method not allowed", (b"allow", b"POST"))
         if not self._authorized(path, authorization):
             logger.warning("delivery reports dropped: caller without the receiver's secret")
             return _text(401, "unauthorized", (b"www-authenticate", b'Basic realm="reports"'))
+        if content_length and content_length.isdigit() and int(content_length) > self.max_body_size:
+            return _text(413, "body too large")
         return None
 
     async def _deliver(self, body: bytes) -> _Answer:
@@ -241,12 +245,12 @@ class DeliveryReportReceiver:
                     return
         if scope["type"] != "http":
             return
-        headers = dict(scope["headers"])
-        authorization = headers.get(b"authorization")
+        headers = {k: v.decode("latin-1") for k, v in scope["headers"]}
         answer = self._refuse(
             scope["method"],
             scope["path"],
-            None if authorization is None else authorization.decode("latin-1"),
+            headers.get(b"authorization"),
+            headers.get(b"content-length"),
         )
         if answer is None:
             try:
@@ -289,7 +293,13 @@ class DeliveryReportReceiver:
         """
         from aiohttp import web
 
-        answer = self._refuse(request.method, request.path, request.headers.get("Authorization"))
+        headers = request.headers
+        answer = self._refuse(
+            request.method,
+            request.path,
+            headers.get("Authorization"),
+            headers.get("Content-Length"),
+        )
         if answer is None:
             try:
                 body = await self._read_aiohttp_body(request)
@@ -298,8 +308,8 @@ class DeliveryReportReceiver:
             else:
                 answer = await self._deliver(body)
         status, content, extra = answer
-        headers = {name.decode(): value.decode() for name, value in extra}
-        return web.Response(status=status, body=content, headers=headers)
+        answer_headers = {name.decode(): value.decode() for name, value in extra}
+        return web.Response(status=status, body=content, headers=answer_headers)
 
     async def _read_aiohttp_body(self, request: web.Request) -> bytes:
         chunks: list[bytes] = []
