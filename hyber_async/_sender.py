@@ -16,10 +16,12 @@ import logging
 import math
 import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import attrs
+import orjson
 
 from ._chunking import chunked
 from ._codec import Envelope, decode_answer, to_wire_items
@@ -52,20 +54,26 @@ ProgressCallback = Callable[[Progress], Awaitable[None] | None]
 
 @attrs.define(eq=False)
 class _Prepared:
-    """A chunk ready to send: its record, its body and its sent items in wire form."""
+    """A chunk ready to send: its record and its encoded body.
+
+    The items' dicts are let go once encoded; the few chunks that do not end accepted read
+    their members back from the body.
+    """
 
     record: ChunkRecord
     body: bytes
-    wire: list[dict[str, Any]]
+    items_key: str
     indices: list[int] | None
-    """Input positions of ``wire``'s items when some were left out, else ``None``."""
+    """Input positions of the sent items when some of the chunk were left out, else ``None``."""
 
     def members(self) -> list[tuple[int, Any, str]]:
+        """``(input index, phone_number, extra_id)`` of each sent item, in request order."""
+        sent = orjson.loads(self.body)[self.items_key]
         first = self.record.first_index
-        positions = self.indices or range(first, first + len(self.wire))
+        positions = self.indices or range(first, first + len(sent))
         return [
             (index, item.get("phone_number"), item["extra_id"])
-            for index, item in zip(positions, self.wire, strict=True)
+            for index, item in zip(positions, sent, strict=True)
         ]
 
 
@@ -128,7 +136,7 @@ class _Sender:
                 if self.report.aborted is not None:
                     return
                 continue
-            await self._pace(len(prepared.wire))
+            await self._pace(prepared.record.sent)
             await send.send(prepared)
 
     def _prepare(self, items: list[Any]) -> _Prepared | None:
@@ -139,10 +147,7 @@ class _Sender:
         record = ChunkRecord(number=len(report.chunks), first_index=first, size=len(items))
         report.chunks.append(record)
         wire = to_wire_items(items)
-        run_id = report.run_id
-        for offset, item in enumerate(wire):
-            if type(item) is dict and item.get("extra_id") is None:
-                wire[offset] = {**item, "extra_id": f"{run_id}-{first + offset}"}
+        _give_extra_ids(wire, first, report.run_id)
         problems = check_items(wire, self.envelope.rules, first_index=first)
         indices: list[int] | None = None
         if problems:
@@ -160,7 +165,7 @@ class _Sender:
                 self._finish(record, ChunkState.NOT_SENT, "every item of the chunk is invalid")
                 return None
         record.sent = len(wire)
-        prepared = _Prepared(record, self.envelope.body(wire), wire, indices)
+        prepared = _Prepared(record, self.envelope.body(wire), self.kind.items_key, indices)
         self.unfinished[record.number] = prepared
         return prepared
 
@@ -217,12 +222,12 @@ class _Sender:
     def _apply_sync_answer(self, prepared: _Prepared, answer: SyncResult) -> None:
         """Give each sent item of a sync request the outcome the server answered for it."""
         results = answer.messages
-        wire = prepared.wire
-        in_order = len(results) == len(wire) and all(
-            r.extra_id == w["extra_id"] for r, w in zip(results, wire, strict=True)
+        members = prepared.members()
+        in_order = len(results) == len(members) and all(
+            r.extra_id == m[2] for r, m in zip(results, members, strict=True)
         )
         by_extra_id = {} if in_order else {r.extra_id: r for r in results}
-        for position, (index, phone, extra_id) in enumerate(prepared.members()):
+        for position, (index, phone, extra_id) in enumerate(members):
             result = results[position] if in_order else by_extra_id.get(extra_id)
             if result is None:
                 reason = "missing from the sync answer"
@@ -284,6 +289,18 @@ class _Sender:
         result = self.on_progress(progress)
         if inspect.isawaitable(result):
             await result
+
+
+def _give_extra_ids(wire: list[Any], first: int, run_id: str) -> None:
+    """Give every item without an ``extra_id`` the stable ``{run_id}-{input index}``."""
+    try:
+        if None not in map(dict.get, wire, repeat("extra_id")):
+            return
+    except TypeError:  # a non-dict item, which validation will name
+        pass
+    for offset, item in enumerate(wire):
+        if type(item) is dict and item.get("extra_id") is None:
+            wire[offset] = {**item, "extra_id": f"{run_id}-{first + offset}"}
 
 
 def _by_item(problems: list[Problem]) -> dict[int, list[Problem]]:

@@ -13,6 +13,8 @@ import enum
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from itertools import repeat
+from operator import contains, itemgetter
 from typing import Any, Final
 
 import attrs
@@ -312,39 +314,54 @@ def item_rules(wire: Mapping[str, Any], kind: Kind) -> ItemRules:
 def check_items(items: Sequence[Any], rules: ItemRules, *, first_index: int = 0) -> list[Problem]:
     """Every problem of ``items``; ``first_index`` is the input position of ``items[0]``.
 
-    Written as one tight loop: it runs for every recipient of a campaign.
+    It runs for every recipient of a campaign, so a chunk is first checked as a whole with a
+    few C-level passes; only a chunk that fails them is walked item by item.
     """
+    if _all_valid(items, rules):
+        return []
     problems: list[Problem] = []
     key = rules.kind.items_key
-    batch = rules.kind is Kind.BATCH
-    needed = rules.placeholders
-    text_max = rules.text_max
     for offset, item in enumerate(items):
-        if not isinstance(item, Mapping):
-            index = first_index + offset
+        index = first_index + offset
+        if isinstance(item, Mapping):
+            problems.extend(_item_problems(item, index, key, rules))
+        else:
             problems.append(Problem(f"{key}[{index}]", "must be an object", index))
-            continue
-        phone = item.get("phone_number")
-        extra_id = item.get("extra_id")
-        if (
-            type(phone) is int
-            and PHONE_MIN <= phone <= PHONE_MAX
-            and (extra_id is None or (type(extra_id) is str and 0 < len(extra_id) <= EXTRA_ID_MAX))
-        ):
-            if batch:
-                text = item.get("text")
-                if type(text) is str and 0 < len(text) <= SMS_TEXT_MAX_UNICODE:
-                    continue
-            elif not needed or needed <= item.keys():
-                continue
-        problems.extend(_item_problems(item, first_index + offset, key, rules, text_max))
     return problems
 
 
+def _all_valid(items: Sequence[Any], rules: ItemRules) -> bool:
+    """True when every item is certainly valid; False means "look at each item".
+
+    Each test is one pass in C over the chunk: ``dict.get`` raises on a non-dict, ``sum`` of
+    ints is an int only when none is a float or other number, ``"".join`` raises unless every
+    value is a string.
+    """
+    if not items:
+        return False
+    try:
+        extra_ids: list[Any] = list(map(dict.get, items, repeat("extra_id")))
+        phones = list(map(itemgetter("phone_number"), items))
+        if type(sum(phones)) is not int or min(phones) < PHONE_MIN or max(phones) > PHONE_MAX:
+            return False
+        if extra_ids.count(None) != len(extra_ids):
+            "".join(extra_ids)
+            if "" in extra_ids or max(map(len, extra_ids)) > EXTRA_ID_MAX:
+                return False
+        if rules.kind is Kind.BATCH:
+            texts = list(map(itemgetter("text"), items))
+            "".join(texts)
+            fast_max = SMS_TEXT_MAX_UNICODE if rules.sms_text else rules.text_max
+            return "" not in texts and max(map(len, texts)) <= fast_max
+    except (KeyError, TypeError):
+        return False
+    return all(all(map(contains, items, repeat(name))) for name in rules.placeholders)
+
+
 def _item_problems(
-    item: Mapping[str, Any], index: int, key: str, rules: ItemRules, text_max: int
+    item: Mapping[str, Any], index: int, key: str, rules: ItemRules
 ) -> list[Problem]:
-    """The slow path of ``check_items``: name every problem of one suspicious item."""
+    """Name every problem of one item (the slow path of ``check_items``)."""
     extra_id = item.get("extra_id")
     ident = extra_id if isinstance(extra_id, str) else None
     found: list[Problem] = []
@@ -372,8 +389,8 @@ def _item_problems(
             fail("text", f"must be a string, got {type(text).__name__}")
         elif not text:
             fail("text", "must not be empty")
-        elif len(text) > text_max:
-            fail("text", f"must be at most {text_max} characters, got {len(text)}")
+        elif len(text) > rules.text_max:
+            fail("text", f"must be at most {rules.text_max} characters, got {len(text)}")
         elif rules.sms_text:
             problem = sms_text_problem(text)
             if problem:
