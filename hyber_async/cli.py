@@ -1,0 +1,96 @@
+"""The ``hyber-async`` command.
+
+Each subcommand is one ``_add_<name>`` function that declares its arguments and sets the
+function that runs it (``args.run(args) -> int``); ``main`` only dispatches. Subcommands:
+
+- ``emulator``: serve a local Hyber emulator on a socket (needs the ``emulator`` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["main"]
+
+
+def _add_emulator(commands: Any) -> None:
+    from .emulator import DEMO_ACCOUNT
+
+    parser = commands.add_parser(
+        "emulator",
+        help="serve a local Hyber emulator",
+        description="Serve a faithful local Hyber JSON V2 server (python -m hyber_async.emulator).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
+    parser.add_argument("--client-id", default=DEMO_ACCOUNT.client_id)
+    parser.add_argument("--login", default=DEMO_ACCOUNT.login)
+    parser.add_argument("--password", default=DEMO_ACCOUNT.password)
+    parser.add_argument("--seed", type=int, default=0, help="seed of ids and outcomes")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="emulated seconds per real second (1000 makes a 60 s ttl pass in 60 ms)",
+    )
+    parser.add_argument(
+        "--callback-batch-size", type=int, default=100, help="delivery reports per callback"
+    )
+    parser.add_argument(
+        "--callback-period",
+        type=float,
+        default=1.0,
+        help="seconds a delivery report waits for its batch to fill",
+    )
+    parser.add_argument("--log-level", default="info", help="uvicorn log level")
+    parser.set_defaults(run=_run_emulator)
+
+
+def _run_emulator(args: argparse.Namespace) -> int:
+    from .emulator import Account, EmulatorConfig, create_app, serve
+
+    account = Account(client_id=args.client_id, login=args.login, password=args.password)
+    config = EmulatorConfig(
+        accounts=(account,),
+        seed=args.seed,
+        time_scale=args.time_scale,
+        callback_batch_size=args.callback_batch_size,
+        callback_period=args.callback_period,
+    )
+
+    def ready(url: str) -> None:
+        print(f"Hyber emulator listening on {url}", flush=True)
+        print(f"  base_url:  {url}")
+        print(f"  client_id: {account.client_id}")
+        print(f"  login:     {account.login}")
+        print(f"  password:  {account.password}")
+        print(f"  admin:     {url}/_emulator/ledger  (also /faults, /clock, /callbacks)")
+        print(
+            f"  HyberClient(client_id={account.client_id!r}, login={account.login!r}, "
+            f"password=..., base_url={url!r})",
+            flush=True,
+        )
+
+    try:
+        serve(create_app(config), args.host, args.port, log_level=args.log_level, ready=ready)
+    except KeyboardInterrupt:
+        return 0
+    except (OSError, RuntimeError) as exc:
+        print(f"hyber-async emulator: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``hyber-async`` command with ``argv`` (default: the process arguments)."""
+    parser = argparse.ArgumentParser(
+        prog="hyber-async", description="Tools of the hyber_async client library."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="command", required=True)
+    _add_emulator(commands)
+    args = parser.parse_args(argv)
+    result: int = args.run(args)
+    return result

@@ -1,0 +1,36 @@
+"""A faithful local Hyber server, to develop, test and load-test against without credentials.
+
+``create_app(config)`` gives an ``Emulator``: an ASGI app of the five endpoints of the JSON V2
+mass-messaging API (auth, validation with the project's one rule set, jobs, the channel cascade,
+status reports, delivery-report callbacks), with a ``ledger`` of everything it accepted, run-time
+``faults`` and an emulated ``clock``. Serve it in-process with ``hyber_async.testing``, or on a
+socket with ``hyber-async emulator`` / ``python -m hyber_async.emulator`` (needs uvicorn: the
+``emulator`` extra).
+"""
+
+from ._app import Emulator, ErrorCodes, create_app
+from ._callbacks import CallbackStats
+from ._cascade import FINAL_CODES, FinalCode, Result
+from ._clock import Clock
+from ._config import DEMO_ACCOUNT, Account, ChannelOutcomes, EmulatorConfig
+from ._faults import Faults
+from ._ledger import Ledger
+from ._server import serve
+
+__all__ = [
+    "DEMO_ACCOUNT",
+    "FINAL_CODES",
+    "Account",
+    "CallbackStats",
+    "ChannelOutcomes",
+    "Clock",
+    "Emulator",
+    "EmulatorConfig",
+    "ErrorCodes",
+    "Faults",
+    "FinalCode",
+    "Ledger",
+    "Result",
+    "create_app",
+    "serve",
+]

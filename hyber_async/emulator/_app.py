@@ -1,0 +1,525 @@
+"""The emulator: an ASGI app of the five endpoints, plus its Python handle.
+
+API routes, under ``/{client_id}/``: ``POST batch``, ``POST batch/sync``, ``POST broadcast``,
+``POST broadcast/sync``, ``GET status/{job_id}``. Admin routes (no auth; a local tool), under
+``/_emulator/``: ``GET ledger`` (``?extra_id=X`` adds its ``count``, ``?counts=1`` every count),
+``GET|POST|DELETE faults``, ``GET|POST clock`` (``{"advance": seconds}``), ``GET callbacks``,
+``GET messages/{message_id}`` (the message as rendered for each channel, and its status).
+
+The error answers are ``{"error_code", "error_text"}`` with the HTTP status of the table in
+``ErrorCodes``; validation reuses the project's one rule set, so the texts name the item
+(index and ``extra_id``) and the field.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import random
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from datetime import datetime
+from typing import Any, Final
+from urllib.parse import parse_qs
+from zoneinfo import ZoneInfo
+
+import anyio
+import attrs
+import httpx
+import orjson
+from anyio.abc import TaskStatus
+
+from .._codec import parse_start_time
+from .._errors import Problem
+from .._models import ErrorCode
+from .._validation import MAX_ITEMS, Kind, check_request, item_rules
+from ._callbacks import Callbacks
+from ._cascade import Cascade
+from ._clock import Clock
+from ._config import Account, EmulatorConfig
+from ._faults import Fault
+from ._ledger import Ledger
+from ._state import Job, Store
+from ._status import status_items
+
+__all__ = ["Emulator", "ErrorCodes", "create_app"]
+
+Scope = MutableMapping[str, Any]
+ASGIMessage = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[ASGIMessage]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Resetter = Callable[[Any], bool]
+"""Given an ASGI ``scope["client"]``, reset that connection; ``False`` if it is not ours."""
+
+KYIV: Final = ZoneInfo("Europe/Kyiv")
+"""The time zone of a ``start_time`` without an offset [doc]."""
+_LISTED_PROBLEMS: Final = 5
+
+
+class ErrorCodes:
+    """``error_code`` of each error answer, and its HTTP status.
+
+    Only 36024 is documented; the others are the emulator's own, ``status * 100 + n``.
+    """
+
+    PHONE_NUMBER_INCORRECT: Final = ErrorCode.PHONE_NUMBER_INCORRECT
+    """400, or ``accepted: false`` in a sync answer: a bad ``phone_number`` [doc]."""
+    MALFORMED_JSON: Final = 40001
+    """400: the body is not a JSON object."""
+    INVALID_REQUEST: Final = 40002
+    """400: a field breaks the protocol; ``error_text`` names item and field."""
+    UNAUTHORIZED: Final = 40101
+    """401: no Basic auth, or unknown login and password."""
+    FORBIDDEN: Final = 40301
+    """403: the credentials belong to another ``client_id``."""
+    NOT_FOUND: Final = 40401
+    """404: unknown path, or a job id this client does not have."""
+    METHOD_NOT_ALLOWED: Final = 40501
+    """405: e.g. GET on ``batch``."""
+    TOO_MANY_ITEMS: Final = 41301
+    """413: more than 50,000 items, or a body above ``max_body_bytes``."""
+    UNSUPPORTED_MEDIA_TYPE: Final = 41501
+    """415: a POST without ``Content-Type: application/json``."""
+    THROTTLED: Final = 42901
+    """429: the ``rate_limit`` fault."""
+    SERVER_ERROR: Final = 50001
+    """5xx: the ``errors`` / ``error_rate`` faults (``status * 100 + 1``)."""
+
+
+@attrs.frozen
+class _Answer:
+    status: int
+    body: bytes
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+def _json(status: int, data: object, headers: tuple[tuple[bytes, bytes], ...] = ()) -> _Answer:
+    return _Answer(status, orjson.dumps(data), headers)
+
+
+def _error(
+    status: int, code: int, text: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> _Answer:
+    return _json(status, {"error_code": code, "error_text": text}, headers)
+
+
+def _problems_text(problems: Sequence[Problem]) -> str:
+    listed = "; ".join(str(p) for p in problems[:_LISTED_PROBLEMS])
+    more = len(problems) - _LISTED_PROBLEMS
+    return listed + (f"; and {more} more" if more > 0 else "")
+
+
+def _fault_answer(fault: Fault) -> _Answer:
+    assert fault.status is not None
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    if fault.retry_after is not None:
+        headers = ((b"retry-after", f"{fault.retry_after:g}".encode()),)
+    if fault.status == 429:
+        return _error(429, ErrorCodes.THROTTLED, "Too many requests", headers)
+    code = fault.status * 100 + 1
+    return _error(fault.status, code, "Internal error (injected by the emulator)", headers)
+
+
+def _start_epoch(value: object) -> float | None:
+    if not isinstance(value, str):
+        return None
+    parsed = parse_start_time(value)
+    if isinstance(parsed, str):
+        parsed = datetime.fromisoformat(parsed).replace(tzinfo=KYIV)
+    return parsed.timestamp()
+
+
+def _is_phone_problem(problem: Problem, key: str) -> bool:
+    return problem.index is not None and problem.field == f"{key}[{problem.index}].phone_number"
+
+
+class Emulator:
+    """A faithful local Hyber server: an ASGI app (the object itself) and its handle.
+
+    - ``config``: the ``EmulatorConfig`` it runs with;
+    - ``ledger``: what it accepted (``accepted``, ``count(extra_id)``, ``duplicates()``);
+    - ``faults``: the faults in force, changeable at any time;
+    - ``clock``: the emulated clock (``now()``, ``advance(seconds)``);
+    - ``callbacks``: the delivery-report sender (``callbacks.stats``);
+    - ``run()``: the background work (delivery-report callbacks); an ASGI server runs it
+      through the lifespan protocol, ``hyber_async.testing`` in its task group.
+
+    ``callback_transport`` sends the callbacks through that httpx transport instead of the
+    network (e.g. ``httpx.ASGITransport(app=your_receiver)``).
+    """
+
+    def __init__(
+        self,
+        config: EmulatorConfig | None = None,
+        *,
+        callback_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """An emulator with ``config`` (the defaults, with the demo account, when ``None``)."""
+        self.config = config if config is not None else EmulatorConfig()
+        self.clock = Clock(self.config.time_scale)
+        self.faults = self.config.faults.copy()
+        self.faults.seed(self.config.seed)
+        self.ledger = Ledger()
+        self.store = Store(self.config.seed)
+        self.callbacks = Callbacks(self.config, self.clock)
+        self.callback_transport = callback_transport
+        self._cascades: dict[tuple[str, ...], Cascade] = {}
+        self._resetters: list[Resetter] = []
+
+    def __repr__(self) -> str:
+        return f"Emulator(jobs={len(self.store)}, ledger={self.ledger!r})"
+
+    @property
+    def app(self) -> Emulator:
+        """The ASGI app: the emulator itself."""
+        return self
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Do the background work (send delivery reports) until cancelled."""
+        await self.callbacks.run(self.callback_transport, task_status=task_status)
+
+    # --- Python views --------------------------------------------------------------------
+
+    def status(self, job_id: str) -> list[dict[str, Any]] | None:
+        """The status report items of ``job_id`` now, as the status endpoint answers them."""
+        job = self.store.job(job_id)
+        return None if job is None else status_items(job, self.clock.now_ms())
+
+    def message(self, message_id: str) -> dict[str, Any] | None:
+        """Everything about one message: its job, index, phone number, ``extra_id``, the
+        channel options as rendered for it, and its status item now."""
+        found = self.store.find_message(message_id)
+        if found is None:
+            return None
+        job, index = found
+        return {
+            "job_id": job.job_id,
+            "index": index,
+            "phone_number": job.phones[index],
+            "extra_id": job.extra_id_list()[index],
+            "channels": list(job.channels),
+            "content": job.render(index),
+            "status": status_items(job, self.clock.now_ms(), [index])[0],
+        }
+
+    # --- ASGI ----------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection (``http`` or ``lifespan``)."""
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            path: str = scope["path"]
+            if path == "/_emulator" or path.startswith("/_emulator/"):
+                body = await _read_body(receive, self.config.max_body_bytes)
+                await _send_answer(send, self._admin(scope, body))
+            else:
+                await self._api(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        await receive()
+        async with anyio.create_task_group() as tasks:
+            try:
+                await tasks.start(self.run)
+            except Exception as exc:
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+            tasks.cancel_scope.cancel()
+        await send({"type": "lifespan.shutdown.complete"})
+
+    async def _api(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.ledger.record_request()
+        fault = self.faults.take()
+        body = await _read_body(receive, self.config.max_body_bytes)
+        if fault.latency:
+            await anyio.sleep(fault.latency)
+        if fault.status is not None and not fault.after_accept:
+            answer = _fault_answer(fault)
+        else:
+            answer = self._handle(scope, body)
+            if fault.status is not None:
+                answer = _fault_answer(fault)
+        if fault.reset:
+            await self._reset(scope, receive)
+            return
+        if fault.slow and not await _sleep_unless_disconnected(receive, fault.slow):
+            return
+        await _send_answer(send, answer)
+
+    async def _reset(self, scope: Scope, receive: Receive) -> None:
+        client = scope.get("client")
+        if any(reset(client) for reset in self._resetters):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            return
+        raise httpx.ReadError("connection reset by the emulator (reset fault)")
+
+    # --- the API -------------------------------------------------------------------------
+
+    def _authenticate(self, scope: Scope) -> Account | None:
+        header = dict(scope["headers"]).get(b"authorization", b"")
+        scheme, _, token = header.partition(b" ")
+        if scheme.lower() != b"basic":
+            return None
+        try:
+            login, sep, password = base64.b64decode(token, validate=True).partition(b":")
+        except (binascii.Error, ValueError):
+            return None
+        if not sep:
+            return None
+        for account in self.config.accounts:
+            login_ok = hmac.compare_digest(account.login.encode(), login)
+            password_ok = hmac.compare_digest(account.password.encode(), password)
+            if login_ok and password_ok:
+                return account
+        return None
+
+    def _handle(self, scope: Scope, body: bytes | None) -> _Answer:
+        account = self._authenticate(scope)
+        if account is None:
+            headers = ((b"www-authenticate", b'Basic realm="hyber"'),)
+            text = "Unauthorized: wrong or missing login and password"
+            return _error(401, ErrorCodes.UNAUTHORIZED, text, headers)
+        parts = scope["path"].strip("/").split("/")
+        client_id, route = parts[0], tuple(parts[1:])
+        if client_id != account.client_id:
+            text = f"Forbidden: these credentials are not those of client {client_id!r}"
+            return _error(403, ErrorCodes.FORBIDDEN, text)
+        method = scope["method"]
+        if len(route) == 2 and route[0] == "status":
+            if method != "GET":
+                return _not_allowed("GET")
+            return self._status(account, route[1])
+        sends = {
+            ("batch",): (Kind.BATCH, False),
+            ("batch", "sync"): (Kind.BATCH, True),
+            ("broadcast",): (Kind.BROADCAST, False),
+            ("broadcast", "sync"): (Kind.BROADCAST, True),
+        }
+        if route not in sends:
+            return _error(404, ErrorCodes.NOT_FOUND, f"Not found: {scope['path']}")
+        if method != "POST":
+            return _not_allowed("POST")
+        content_type = dict(scope["headers"]).get(b"content-type", b"")
+        if content_type.partition(b";")[0].strip().lower() != b"application/json":
+            text = "Content-Type must be application/json"
+            return _error(415, ErrorCodes.UNSUPPORTED_MEDIA_TYPE, text)
+        if body is None:
+            text = f"Request body larger than {self.config.max_body_bytes} bytes"
+            return _error(413, ErrorCodes.TOO_MANY_ITEMS, text)
+        kind, sync = sends[route]
+        return self._send(account, kind, sync, body)
+
+    def _status(self, account: Account, job_id: str) -> _Answer:
+        job = self.store.job(job_id)
+        if job is None or job.client_id != account.client_id:
+            return _error(404, ErrorCodes.NOT_FOUND, f"Job {job_id!r} not found")
+        return _json(200, {"messages": status_items(job, self.clock.now_ms())})
+
+    def _send(self, account: Account, kind: Kind, sync: bool, body: bytes) -> _Answer:
+        try:
+            wire = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return _error(400, ErrorCodes.MALFORMED_JSON, f"Malformed JSON: {exc}")
+        if not isinstance(wire, dict):
+            return _error(400, ErrorCodes.MALFORMED_JSON, "The body must be a JSON object")
+        key = kind.items_key
+        problems = check_request(wire, kind)
+        items = wire.get(key)
+        if isinstance(items, list) and len(items) > MAX_ITEMS:
+            return _error(413, ErrorCodes.TOO_MANY_ITEMS, _problems_text(problems))
+        rejected: set[int] = set()
+        if problems:
+            phone_problems = [p for p in problems if _is_phone_problem(p, key)]
+            if not sync or len(phone_problems) != len(problems):
+                code = ErrorCodes.INVALID_REQUEST
+                if _is_phone_problem(problems[0], key):
+                    code = ErrorCodes.PHONE_NUMBER_INCORRECT
+                return _error(400, code, _problems_text(problems))
+            rejected = {p.index for p in phone_problems if p.index is not None}
+        assert isinstance(items, list)
+        accepted = [m for i, m in enumerate(items) if i not in rejected] if rejected else items
+        job = self._create_job(account, kind, wire, accepted, body) if accepted else None
+        if job is not None:
+            self.ledger.record(job.extra_ids, len(rejected))
+        else:
+            self.ledger.record_rejected(len(rejected))
+        if not sync:
+            assert job is not None
+            return _json(200, {"job_id": job.job_id})
+        return _json(200, {"messages": _sync_results(items, rejected, job)})
+
+    def _cascade(self, channels: tuple[str, ...]) -> Cascade:
+        cascade = self._cascades.get(channels)
+        if cascade is None:
+            cascade = self._cascades[channels] = Cascade(channels, self.config.outcomes)
+        return cascade
+
+    def _create_job(
+        self,
+        account: Account,
+        kind: Kind,
+        wire: Mapping[str, Any],
+        items: list[Any],
+        body: bytes,
+    ) -> Job:
+        cascade = self._cascade(tuple(wire["channels"]))
+        digest = hashlib.blake2b(body, digest_size=16).hexdigest()
+        paths = cascade.draw(random.Random(f"{self.config.seed}/{digest}"), len(items))
+        now = self.clock.now()
+        start = _start_epoch(wire.get("start_time"))
+        job = Job(
+            job_id=self.store.new_job_id(),
+            client_id=account.client_id,
+            kind=kind,
+            envelope=wire,
+            items=items,
+            placeholders=item_rules(wire, kind).placeholders,
+            cascade=cascade,
+            paths=paths,
+            accepted_at=now,
+            start=now if start is None else max(now, start),
+        )
+        self.store.add(job)
+        self.callbacks.schedule(job)
+        return job
+
+    # --- admin ---------------------------------------------------------------------------
+
+    def _admin(self, scope: Scope, body: bytes | None) -> _Answer:
+        route = scope["path"].strip("/").split("/")[1:]
+        method = scope["method"]
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        try:
+            data = orjson.loads(body) if body else {}
+        except orjson.JSONDecodeError as exc:
+            return _error(400, ErrorCodes.MALFORMED_JSON, f"Malformed JSON: {exc}")
+        if not isinstance(data, dict):
+            return _error(400, ErrorCodes.MALFORMED_JSON, "The body must be a JSON object")
+        if route == ["ledger"] and method == "GET":
+            report = self.ledger.snapshot(counts=query.get("counts", ["0"])[0] in ("1", "true"))
+            if "extra_id" in query:
+                report["count"] = self.ledger.count(query["extra_id"][0])
+            return _json(200, report)
+        if route == ["faults"] and method in ("GET", "POST", "DELETE"):
+            try:
+                if method == "POST":
+                    self.faults.update(data)
+                elif method == "DELETE":
+                    self.faults.clear()
+            except (TypeError, ValueError) as exc:
+                return _error(400, ErrorCodes.INVALID_REQUEST, str(exc))
+            return _json(200, self.faults.as_dict())
+        if route == ["clock"] and method in ("GET", "POST"):
+            advance = data.get("advance", 0)
+            if type(advance) not in (int, float) or advance < 0:
+                text = f"advance must be a number of seconds >= 0, got {advance!r}"
+                return _error(400, ErrorCodes.INVALID_REQUEST, text)
+            self.clock.advance(advance)
+            return _json(200, {"now": self.clock.now_ms(), "time_scale": self.clock.time_scale})
+        if route == ["callbacks"] and method == "GET":
+            return _json(200, attrs.asdict(self.callbacks.stats))
+        if len(route) == 2 and route[0] == "messages" and method == "GET":
+            found = self.message(route[1])
+            if found is None:
+                return _error(404, ErrorCodes.NOT_FOUND, f"Message {route[1]!r} not found")
+            return _json(200, found)
+        return _error(404, ErrorCodes.NOT_FOUND, f"Not found: {method} {scope['path']}")
+
+
+def _not_allowed(allowed: str) -> _Answer:
+    text = f"Method not allowed (use {allowed})"
+    return _error(405, ErrorCodes.METHOD_NOT_ALLOWED, text, ((b"allow", allowed.encode()),))
+
+
+def _echo_phone(value: object) -> str | None:
+    return None if value is None or isinstance(value, (dict, list)) else str(value)
+
+
+def _sync_results(items: list[Any], rejected: set[int], job: Job | None) -> list[dict[str, Any]]:
+    """The per-message answer of a sync endpoint, in request order (example 17)."""
+    results: list[dict[str, Any]] = []
+    append = results.append
+    accepted = 0
+    for i, item in enumerate(items):
+        extra_id = item.get("extra_id") if isinstance(item, dict) else None
+        if i in rejected:
+            result: dict[str, Any] = {"processed": False}
+            phone = _echo_phone(item.get("phone_number"))
+            if phone is not None:
+                result["phone_number"] = phone
+            if extra_id is not None:
+                result["extra_id"] = extra_id
+            result["accepted"] = False
+            result["error_code"] = ErrorCodes.PHONE_NUMBER_INCORRECT
+            result["error_text"] = "Phone number incorrect"
+        else:
+            assert job is not None
+            result = {
+                "processed": True,
+                "phone_number": str(item["phone_number"]),
+                "message_id": job.message_id(accepted),
+            }
+            if extra_id is not None:
+                result["extra_id"] = extra_id
+            result["accepted"] = True
+            accepted += 1
+        append(result)
+    return results
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or ``None`` when it is larger than ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _send_answer(send: Send, answer: _Answer) -> None:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(answer.body)).encode()),
+        *answer.headers,
+    ]
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
+
+
+async def _sleep_unless_disconnected(receive: Receive, seconds: float) -> bool:
+    """Sleep ``seconds``; ``False`` if the client went away meanwhile (nothing to answer)."""
+    disconnected = False
+    async with anyio.create_task_group() as tasks:
+
+        async def watch() -> None:
+            nonlocal disconnected
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            disconnected = True
+            tasks.cancel_scope.cancel()
+
+        tasks.start_soon(watch)
+        await anyio.sleep(seconds)
+        tasks.cancel_scope.cancel()
+    return not disconnected
+
+
+def create_app(
+    config: EmulatorConfig | None = None,
+    *,
+    callback_transport: httpx.AsyncBaseTransport | None = None,
+) -> Emulator:
+    """A new ``Emulator`` (an ASGI app with its ledger, faults and clock) for ``config``."""
+    return Emulator(config, callback_transport=callback_transport)

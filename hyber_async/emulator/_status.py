@@ -1,0 +1,135 @@
+"""Status reports (example 18) and delivery reports (examples 19-21) of stored messages.
+
+A message is not final (``status`` -1, ``processed: true``) until its path through the cascade
+ends; then it carries its final codes and ``processed: false`` (as in the documentation's
+examples). In a status report a delivered message has ``status``/``substatus``/``hyber_status``
+and ``status_text``; an undelivered one has ``error_code`` (its ``hyber_status``) and
+``error_text``, as in example 18. ``clicks`` appears only when a channel has ``ctr`` on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import attrs
+
+from .._models import Status
+from ._cascade import Result
+from ._state import Job
+
+__all__ = ["delivery_report", "final_time", "status_items"]
+
+SCHEDULED_TEXT: Final = "Scheduled"
+"""``status_text`` of a message whose ``start_time`` has not come yet [ours]."""
+IN_PROGRESS_TEXT: Final = "In progress"
+"""``status_text`` of a message on its way through the cascade [ours]."""
+
+
+@attrs.frozen
+class _Ending:
+    """Everything a status item needs about one path of a job."""
+
+    final_ms: int
+    via_sms: bool
+    delivered: bool
+    fields: dict[str, Any]
+
+
+def _endings(job: Job) -> list[_Ending]:
+    endings = []
+    for index, offset in enumerate(job.offsets):
+        channel, result, code = job.cascade.final(index)
+        delivered = result is Result.DELIVER
+        if delivered:
+            fields: dict[str, Any] = {
+                "status_text": code.text,
+                "status": code.status,
+                "substatus": code.substatus,
+                "hyber_status": code.hyber_status,
+            }
+        else:
+            fields = {"error_text": code.text, "error_code": code.hyber_status}
+        final_ms = int((job.start + offset) * 1000)
+        endings.append(_Ending(final_ms, channel == "sms", delivered, fields))
+    return endings
+
+
+def final_time(job: Job, path: int) -> float:
+    """Emulated epoch seconds when a message of ``path`` becomes final."""
+    return job.start + job.offsets[path]
+
+
+def status_items(
+    job: Job, now_ms: int, indices: Sequence[int] | None = None
+) -> list[dict[str, Any]]:
+    """The status report items of ``job`` (or of its messages ``indices``) at ``now_ms``."""
+    endings = _endings(job)
+    phones = job.phones
+    paths = job.paths
+    extra_ids = job.extra_ids.values()
+    parts = job.sms_parts()
+    prefix = job.message_prefix
+    ctr = job.ctr
+    accepted_ms = int(job.accepted_at * 1000)
+    pending_text = SCHEDULED_TEXT if now_ms < int(job.start * 1000) else IN_PROGRESS_TEXT
+    items: list[dict[str, Any]] = []
+    append = items.append
+    for i in range(job.count) if indices is None else indices:
+        ending = endings[paths[i]]
+        total = parts if isinstance(parts, int) else parts[i]
+        phone = phones[i]
+        final = now_ms >= ending.final_ms
+        item: dict[str, Any] = {
+            "time": ending.final_ms if final else accepted_ms,
+            "phone_number": str(phone),
+            "message_id": f"{prefix}{i:012x}",
+        }
+        extra_id = extra_ids[i]
+        if extra_id:
+            item["extra_id"] = extra_id
+        item["processed"] = not final
+        item["accepted"] = True
+        item["total_sms_parts"] = total
+        if not final:
+            item["status_text"] = pending_text
+            item["status"] = Status.NOT_FINAL
+        elif ending.delivered:
+            item["delivered_sms_parts"] = total if ending.via_sms else 0
+            item.update(ending.fields)
+        else:
+            item.update(ending.fields)
+        if ctr:
+            item["clicks"] = (phone + i) % 3 if final and ending.delivered else 0
+        append(item)
+    return items
+
+
+def delivery_report(
+    job: Job, index: int, extra_id: str | None, *, number_as_string: bool
+) -> dict[str, Any]:
+    """The delivery report of message ``index`` of ``job`` (which must be final).
+
+    ``number`` is a string in batched reports and a number in single ones, as in the
+    documentation's examples 20 and 19.
+    """
+    path = job.paths[index]
+    channel, result, code = job.cascade.final(path)
+    phone = job.phones[index]
+    report: dict[str, Any] = {
+        "number": str(phone) if number_as_string else phone,
+        "time": int(final_time(job, path) * 1000),
+        "status": code.status,
+        "substatus": code.substatus,
+        "hyber_status": code.hyber_status,
+        "message_id": job.message_id(index),
+    }
+    if extra_id:
+        report["extra_id"] = extra_id
+    report["sent_via"] = channel
+    if channel == "sms":
+        parts = job.sms_parts()
+        total = parts if isinstance(parts, int) else parts[index]
+        report["total_sms_parts"] = total
+        report["delivered_sms_parts"] = total if result is Result.DELIVER else 0
+    return report

@@ -1,0 +1,131 @@
+"""Helpers for your own tests: a ``HyberClient`` wired to a local emulator.
+
+::
+
+    from hyber_async.testing import emulated_client
+
+    async def test_campaign():
+        async with emulated_client() as emulated:
+            job = await emulated.client.send_batch(campaign, messages)
+            assert emulated.emulator.ledger.accepted == len(messages)
+            assert emulated.emulator.ledger.duplicates() == {}
+
+In-process by default (``httpx.ASGITransport``, no socket), or on a loopback socket with
+``socket=True``; works under asyncio and trio. The client retries without waiting
+(``RetryPolicy(wait=False)``) unless you pass ``retry=``. Without a ``config`` the emulator runs
+``TEST_TIME_SCALE`` times faster than real time, so ttls and deliveries pass in milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Final
+
+import anyio
+import anyio.to_thread
+import attrs
+import httpx
+
+from ._client import HyberClient
+from ._config import RetryPolicy
+from .emulator import Emulator, EmulatorConfig, create_app
+from .emulator._server import running_server
+
+__all__ = [
+    "TEST_TIME_SCALE",
+    "EmulatedClient",
+    "emulated_client",
+    "serve_emulator",
+    "serving_emulator",
+]
+
+TEST_TIME_SCALE: Final = 1000.0
+"""Emulated seconds per real second of the emulator ``emulated_client`` makes by default."""
+_IN_PROCESS_URL: Final = "http://emulator.invalid"
+
+
+@attrs.frozen
+class EmulatedClient:
+    """A client wired to an emulator, and the emulator (its ledger, faults and clock)."""
+
+    client: HyberClient
+    emulator: Emulator
+    base_url: str
+    """Where the client points: a loopback URL in socket mode, a placeholder in-process."""
+
+
+@contextlib.asynccontextmanager
+async def serve_emulator(
+    emulator: Emulator | None = None, *, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[str]:
+    """Serve ``emulator`` (a new default one when ``None``) on a loopback socket with uvicorn,
+    in a background thread with its own event loop (so trio tests can use it too); yield its
+    base URL and stop it cleanly on exit. Its background work runs in that thread."""
+    app = emulator if emulator is not None else create_app()
+    server = running_server(app, host, port)
+    url = await anyio.to_thread.run_sync(server.__enter__)
+    try:
+        yield url
+    finally:
+        await anyio.to_thread.run_sync(_exit, server)
+
+
+def _exit(server: contextlib.AbstractContextManager[str]) -> None:
+    server.__exit__(None, None, None)
+
+
+@contextlib.contextmanager
+def serving_emulator(
+    emulator: Emulator | None = None, *, host: str = "127.0.0.1", port: int = 0
+) -> Iterator[str]:
+    """Blocking twin of ``serve_emulator`` for synchronous code and fixtures."""
+    with running_server(emulator if emulator is not None else create_app(), host, port) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def emulated_client(
+    config: EmulatorConfig | None = None,
+    *,
+    emulator: Emulator | None = None,
+    socket: bool = False,
+    **client_kwargs: Any,
+) -> AsyncIterator[EmulatedClient]:
+    """A ``HyberClient`` logged in as the emulator's first account, and the emulator.
+
+    Give a ``config`` or a ready ``emulator`` (not both); ``client_kwargs`` go to
+    ``HyberClient`` (e.g. ``timeouts=``, ``retry=``). In-process, the emulator's background
+    work (delivery-report callbacks) runs in a task group for the duration of the block.
+    """
+    if emulator is not None and config is not None:
+        raise TypeError("pass config= or emulator=, not both")
+    if emulator is None:
+        emulator = create_app(config or EmulatorConfig(time_scale=TEST_TIME_SCALE))
+    account = emulator.config.accounts[0]
+    client_kwargs.setdefault("retry", RetryPolicy(wait=False))
+    if socket:
+        async with (
+            serve_emulator(emulator) as url,
+            HyberClient(
+                account.client_id, account.login, account.password, base_url=url, **client_kwargs
+            ) as client,
+        ):
+            yield EmulatedClient(client, emulator, url)
+        return
+    async with anyio.create_task_group() as tasks:
+        await tasks.start(emulator.run)
+        transport = httpx.ASGITransport(app=emulator)
+        async with (
+            httpx.AsyncClient(transport=transport) as http,
+            HyberClient(
+                account.client_id,
+                account.login,
+                account.password,
+                base_url=_IN_PROCESS_URL,
+                http_client=http,
+                **client_kwargs,
+            ) as client,
+        ):
+            yield EmulatedClient(client, emulator, _IN_PROCESS_URL)
+        tasks.cancel_scope.cancel()
