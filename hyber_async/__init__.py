@@ -44,6 +44,7 @@ from ._models import (
     ViberOptions,
     WhatsAppOptions,
 )
+from ._send_report import JobRef, Outcome, Progress, RecipientOutcome, SendReport
 from ._validation import MAX_ITEMS
 
 __version__ = "0.1.0"
@@ -66,19 +67,24 @@ __all__ = [
     "HyberError",
     "HyberStatus",
     "JobAccepted",
+    "JobRef",
     "JobStatus",
     "Message",
     "MessageResult",
     "MessageStatus",
     "NotSentError",
+    "Outcome",
     "OutcomeUnknownError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "Problem",
+    "Progress",
     "RateLimitError",
     "Recipient",
+    "RecipientOutcome",
     "ReportParseError",
     "RetryPolicy",
+    "SendReport",
     "ServerError",
     "SmsOptions",
     "Status",

@@ -11,6 +11,7 @@ Every chunk's state lives in its ``ChunkRecord``; the workers move it from ``PEN
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import math
@@ -130,14 +131,15 @@ class _Sender:
         items: Iterable[Any] | AsyncIterable[Any],
         send: anyio.abc.ObjectSendStream[_Prepared],
     ) -> None:
-        async for chunk in chunked(items, self.chunk_size):
-            prepared = self._prepare(chunk)
-            if prepared is None:
-                if self.report.aborted is not None:
-                    return
-                continue
-            await self._pace(prepared.record.sent)
-            await send.send(prepared)
+        async with contextlib.aclosing(chunked(items, self.chunk_size)) as chunks:
+            async for chunk in chunks:
+                prepared = self._prepare(chunk)
+                if prepared is None:
+                    if self.report.aborted is not None:
+                        return
+                    continue
+                await self._pace(prepared.record.sent)
+                await send.send(prepared)
 
     def _prepare(self, items: list[Any]) -> _Prepared | None:
         """Convert, check and encode one chunk; record it. ``None`` when nothing is to be sent."""

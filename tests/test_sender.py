@@ -1,0 +1,373 @@
+"""stream_batch / stream_broadcast against the in-process emulator: every recipient, one outcome."""
+
+from __future__ import annotations
+
+import math
+import sys
+import tracemalloc
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+import hyber_async as hy
+from hyber_async.testing import emulated_client
+
+pytestmark = pytest.mark.anyio
+
+CAMPAIGN = hy.Campaign(
+    channels=(hy.Channel.VIBER, hy.Channel.SMS),
+    channel_options=hy.ChannelOptions(
+        viber=hy.ViberOptions(ttl=60, text="Dear %name%"),
+        sms=hy.SmsOptions(alpha_name="GMSU", ttl=300, text="Dear %name%"),
+    ),
+)
+BATCH = hy.Campaign(
+    channels=(hy.Channel.SMS,),
+    channel_options=hy.ChannelOptions(sms=hy.SmsOptions(alpha_name="GMSU", ttl=300)),
+)
+
+
+def rows(n: int, start: int = 0) -> Iterator[dict[str, Any]]:
+    """``n`` plain broadcast rows with their own extra_id."""
+    for i in range(start, start + n):
+        yield {"phone_number": 380500000000 + i, "extra_id": f"r-{i}", "name": "Ann"}
+
+
+def assert_partition(report: hy.SendReport, total: int) -> None:
+    """Every recipient read is counted once, and the failures list the non-accepted ones."""
+    counts = report.counts
+    assert report.read == total
+    assert sum(counts.values()) == total
+    failures = list(report.failures())
+    assert len(failures) == total - counts[hy.Outcome.ACCEPTED]
+    assert len({f.index for f in failures}) == len(failures)
+
+
+@pytest.mark.parametrize("size", [0, 1, 49_999, 50_000, 50_001, 120_001])
+async def test_chunk_boundaries_accept_every_recipient_once(size: int) -> None:
+    """Inputs around the 50,000 limit are cut into the fewest requests and all accepted once."""
+    async with emulated_client() as env:
+        report = await env.client.stream_broadcast(CAMPAIGN, rows(size))
+    assert report.complete
+    assert report.accepted == size
+    assert_partition(report, size)
+    assert len(report.job_ids) == math.ceil(size / 50_000)
+    assert [job.first_index for job in report.jobs] == list(range(0, size, 50_000))
+    assert env.emulator.ledger.accepted == size
+    assert env.emulator.ledger.duplicates() == {}
+
+
+async def test_async_iterable_of_models() -> None:
+    """An async generator of Recipient models is streamed like a list of mappings."""
+
+    async def recipients() -> AsyncIterator[hy.Recipient]:
+        for i in range(1_234):
+            yield hy.Recipient(380500000000 + i, variables={"name": f"n{i}"})
+
+    async with emulated_client() as env:
+        report = await env.client.stream_broadcast(CAMPAIGN, recipients(), chunk_size=500)
+    assert report.accepted == 1_234
+    assert len(report.job_ids) == 3
+    assert env.emulator.ledger.accepted == 1_234
+
+
+async def test_batch_of_messages_and_mappings() -> None:
+    """stream_batch takes Message models and plain mappings mixed."""
+    items: list[hy.Message | dict[str, Any]] = [
+        hy.Message(380500000001, text="one", extra_id="m-1"),
+        {"phone_number": 380500000002, "text": "two", "extra_id": "m-2"},
+    ]
+    async with emulated_client() as env:
+        report = await env.client.stream_batch(BATCH, items)
+    assert report.accepted == 2
+    assert env.emulator.ledger.count("m-1") == 1
+    assert env.emulator.ledger.count("m-2") == 1
+
+
+async def test_missing_extra_ids_get_stable_generated_ones() -> None:
+    """A recipient without extra_id is sent as {run_id}-{input index}."""
+    rows_without_id = [{"phone_number": 380500000000 + i, "name": "A"} for i in range(3)]
+    async with emulated_client() as env:
+        report = await env.client.stream_broadcast(CAMPAIGN, rows_without_id, run_id="run7")
+    assert report.accepted == 3
+    assert [env.emulator.ledger.count(f"run7-{i}") for i in range(3)] == [1, 1, 1]
+    assert "extra_id" not in rows_without_id[0]
+
+
+async def test_invalid_items_in_the_middle_are_not_sent_and_the_rest_go() -> None:
+    """Invalid items are NOT_SENT with a reason naming the field; their chunk-mates are sent."""
+    items = list(rows(60_010))
+    items[3] = {"phone_number": 12345, "extra_id": "bad-phone", "name": "A"}
+    items[55_000] = {"phone_number": 380500000000, "extra_id": "no-name"}
+    async with emulated_client() as env:
+        report = await env.client.stream_broadcast(CAMPAIGN, items)
+    assert report.accepted == 60_008
+    assert report.not_sent == 2
+    assert_partition(report, 60_010)
+    failures = list(report.failures())
+    assert [(f.index, f.extra_id, f.outcome) for f in failures] == [
+        (3, "bad-phone", hy.Outcome.NOT_SENT),
+        (55_000, "no-name", hy.Outcome.NOT_SENT),
+    ]
+    assert "recipients[3].phone_number" in failures[0].reason
+    assert "%name%" in failures[1].reason
+    assert env.emulator.ledger.accepted == 60_008
+    assert env.emulator.ledger.count("bad-phone") == 0
+
+
+async def test_abort_on_invalid_stops_reading_and_sending() -> None:
+    """on_invalid='abort' sends nothing from the invalid chunk on and says why."""
+    items = list(rows(25))
+    items[12] = {"phone_number": "not a number", "extra_id": "bad", "name": "A"}
+    async with emulated_client() as env:
+        report = await env.client.stream_broadcast(
+            CAMPAIGN, items, chunk_size=10, on_invalid="abort"
+        )
+    assert not report.complete
+    assert report.aborted is not None
+    assert "item 12" in report.aborted
+    assert report.read == 20
+    assert report.accepted == 10
+    assert report.not_sent == 10
+    assert env.emulator.ledger.accepted == 10
+
+
+async def test_invalid_campaign_raises_before_sending() -> None:
+    """A campaign that breaks a limit raises ValidationError and nothing reaches the server."""
+    bad = hy.Campaign(
+        channels=(hy.Channel.SMS,),
+        channel_options=hy.ChannelOptions(sms=hy.SmsOptions(alpha_name="TOO LONG NAME", ttl=1)),
+    )
+    async with emulated_client() as env:
+        with pytest.raises(hy.ValidationError, match=r"channel_options\.sms\.ttl"):
+            await env.client.stream_broadcast(bad, rows(5))
+    assert env.emulator.ledger.requests == 0
+
+
+async def test_sync_mode_gives_per_message_outcomes() -> None:
+    """sync=True uses /broadcast/sync; every message accepted is counted, no job ids."""
+    async with emulated_client() as env:
+        report = await env.client.stream_broadcast(CAMPAIGN, rows(1_500), sync=True)
+    assert report.accepted == 1_500
+    assert report.job_ids == []
+    assert env.emulator.ledger.accepted == 1_500
+
+
+async def test_throttled_chunks_are_resent_without_duplicates() -> None:
+    """429 answers are refusals: the chunk is resent and accepted exactly once."""
+    async with emulated_client() as env:
+        env.emulator.faults.update({"rate_limit": 2, "retry_after": 0})
+        report = await env.client.stream_broadcast(CAMPAIGN, rows(30), chunk_size=10)
+    assert report.accepted == 30
+    assert env.emulator.ledger.accepted == 30
+    assert env.emulator.ledger.duplicates() == {}
+    assert env.emulator.ledger.requests == 5
+
+
+async def test_throttled_beyond_max_attempts_is_not_sent() -> None:
+    """A chunk refused on every attempt ends NOT_SENT; nothing of it was accepted."""
+    async with emulated_client() as env:
+        env.emulator.faults.update({"rate_limit": 100, "retry_after": 0})
+        report = await env.client.stream_broadcast(CAMPAIGN, rows(10))
+    assert report.not_sent == 10
+    assert_partition(report, 10)
+    assert env.emulator.ledger.accepted == 0
+
+
+async def test_503_with_retry_after_is_resent() -> None:
+    """503 with Retry-After is a refusal: resent, accepted once."""
+    async with emulated_client() as env:
+        env.emulator.faults.update({"errors": 1, "error_status": 503, "error_retry_after": 0})
+        report = await env.client.stream_broadcast(CAMPAIGN, rows(10))
+    assert report.accepted == 10
+    assert env.emulator.ledger.accepted == 10
+    assert env.emulator.ledger.duplicates() == {}
+
+
+@pytest.mark.parametrize("after_accept", [False, True])
+async def test_500_is_unknown_and_never_resent(after_accept: bool) -> None:
+    """A 500 may hide an accepted request: UNKNOWN, sent once, siblings unaffected."""
+    async with emulated_client() as env:
+        env.emulator.faults.update({"errors": 1, "error_after_accept": after_accept})
+        report = await env.client.stream_broadcast(CAMPAIGN, rows(30), chunk_size=10, concurrency=1)
+    assert report.unknown == 10
+    assert report.accepted == 20
+    assert_partition(report, 30)
+    assert [f.extra_id for f in report.failures()] == [f"r-{i}" for i in range(10)]
+    assert env.emulator.ledger.requests == 3
+    assert env.emulator.ledger.accepted == (30 if after_accept else 20)
+    assert env.emulator.ledger.duplicates() == {}
+
+
+async def test_reset_after_accept_is_unknown_and_not_resent() -> None:
+    """A connection lost after the server accepted: UNKNOWN, and the ledger has it once."""
+    async with emulated_client() as env:
+        env.emulator.faults.update({"reset": 1})
+        report = await env.client.stream_broadcast(CAMPAIGN, rows(10))
+    assert report.unknown == 10
+    assert env.emulator.ledger.accepted == 10
+    assert env.emulator.ledger.requests == 1
+
+
+async def test_answer_slower_than_the_deadline_is_unknown() -> None:
+    """A response slower than the call's deadline: UNKNOWN, never resent."""
+    async with emulated_client(timeouts=hy.Timeouts(total=0.2)) as env:
+        env.emulator.faults.update({"slow": 1, "slow_seconds": 5})
+        report = await env.client.stream_broadcast(CAMPAIGN, rows(10))
+    assert report.unknown == 10
+    assert env.emulator.ledger.requests == 1
+
+
+async def test_connection_refused_is_not_sent() -> None:
+    """No server at all: every recipient NOT_SENT after the retries."""
+    with anyio.fail_after(10):
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        await listener.aclose()
+        async with hy.HyberClient(
+            "1", "u", "p", base_url=f"http://127.0.0.1:{port}", retry=hy.RetryPolicy(wait=False)
+        ) as client:
+            report = await client.stream_broadcast(CAMPAIGN, rows(25), chunk_size=10)
+    assert report.not_sent == 25
+    assert_partition(report, 25)
+    assert all("NotSent" in f.reason or "not sent" in f.reason for f in report.failures())
+
+
+async def test_cancellation_leaves_a_complete_partition_and_a_usable_client() -> None:
+    """Cancelled after the first chunk: queued NOT_SENT, in flight UNKNOWN, client still works."""
+    report = hy.SendReport()
+    async with emulated_client() as env:
+        env.emulator.faults.update({"latency": 0.05})
+        with anyio.CancelScope() as scope:
+
+            def cancel_after_first(progress: hy.Progress) -> None:
+                scope.cancel()
+
+            await env.client.stream_broadcast(
+                CAMPAIGN,
+                rows(100),
+                chunk_size=10,
+                concurrency=2,
+                on_progress=cancel_after_first,
+                report=report,
+            )
+        assert not report.complete
+        assert report.accepted >= 10
+        assert report.not_sent + report.unknown > 0
+        assert_partition(report, report.read)
+        ledger = env.emulator.ledger.accepted
+        assert report.accepted <= ledger <= report.accepted + report.unknown
+        env.emulator.faults.clear()
+        after = await env.client.stream_broadcast(CAMPAIGN, rows(5, start=1000))
+        assert after.accepted == 5
+
+
+async def test_concurrency_never_exceeds_the_connection_pool() -> None:
+    """concurrency above max_connections is held to the pool size."""
+    in_flight = 0
+    peak = 0
+
+    async with emulated_client(max_connections=2) as env:
+        app = env.emulator
+
+        async def counting(scope: Any, receive: Any, send: Any) -> None:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            try:
+                await anyio.sleep(0.01)
+                await app(scope, receive, send)
+            finally:
+                in_flight -= 1
+
+        transport = httpx.ASGITransport(app=counting)
+        async with (
+            httpx.AsyncClient(transport=transport) as http,
+            hy.HyberClient(
+                env.client.client_id,
+                env.client.login,
+                env.emulator.config.accounts[0].password,
+                base_url=str(env.client.base_url),
+                max_connections=2,
+                http_client=http,
+            ) as client,
+        ):
+            report = await client.stream_broadcast(CAMPAIGN, rows(100), chunk_size=5, concurrency=8)
+    assert report.accepted == 100
+    assert peak == 2
+
+
+async def test_progress_reports_running_counts() -> None:
+    """on_progress gets one Progress per chunk with monotonically growing counts."""
+    seen: list[hy.Progress] = []
+
+    async def record(progress: hy.Progress) -> None:
+        seen.append(progress)
+
+    async with emulated_client() as env:
+        await env.client.stream_broadcast(
+            CAMPAIGN, rows(50), chunk_size=10, concurrency=1, on_progress=record
+        )
+    assert [p.accepted for p in seen] == [10, 20, 30, 40, 50]
+    assert seen[-1].done == 50
+    assert seen[-1].rate > 0
+
+
+async def test_max_rate_caps_chunk_size_and_paces_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """max_rate shrinks chunks to a tenth of a second's worth and waits between them."""
+    asked: list[float] = []
+    real_sleep = anyio.sleep
+
+    async def recording_sleep(delay: float) -> None:
+        if sys._getframe(1).f_code.co_name == "_pace":  # only the sender's pacing
+            asked.append(delay)
+        await real_sleep(0)
+
+    monkeypatch.setattr("hyber_async._sender.anyio.sleep", recording_sleep)
+    async with emulated_client() as env:
+        report = await env.client.stream_broadcast(CAMPAIGN, rows(300), max_rate=1_000)
+    assert report.accepted == 300
+    assert len(report.job_ids) == 3
+    # Time does not pass in the recording sleep: chunk k is asked to wait (k - 1) / 10 s.
+    assert asked == pytest.approx([0.1, 0.2], abs=0.03)
+
+
+async def _stateless_sink(scope: Any, receive: Any, send: Any) -> None:
+    """Reads and drops each request body, answers a job id: keeps no state at all."""
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b'{"job_id": "j"}'})
+
+
+async def _peak_traced_bytes(size: int) -> int:
+    transport = httpx.ASGITransport(app=_stateless_sink)
+    async with (
+        httpx.AsyncClient(transport=transport) as http,
+        hy.HyberClient("1", "u", "p", base_url="http://sink.invalid", http_client=http) as client,
+    ):
+        tracemalloc.start()
+        try:
+            report = await client.stream_broadcast(CAMPAIGN, rows(size), chunk_size=20_000)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert report.accepted == size
+    return peak
+
+
+async def test_memory_stays_flat_whatever_the_input_size(anyio_backend: str) -> None:
+    """Peak memory for 1,000,000 recipients from a generator is that of 100,000."""
+    if anyio_backend == "trio":
+        pytest.skip("one backend suffices for a memory profile; asyncio runs it")
+    small = await _peak_traced_bytes(100_000)
+    large = await _peak_traced_bytes(1_000_000)
+    assert large < small * 1.25
+    assert large < 60 * 2**20
