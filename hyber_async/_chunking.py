@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Sequence
 from itertools import islice
 from typing import TypeVar
 
@@ -11,7 +11,9 @@ __all__ = ["chunked"]
 T = TypeVar("T")
 
 
-async def chunked(items: Iterable[T] | AsyncIterable[T], size: int) -> AsyncIterator[list[T]]:
+async def chunked(
+    items: Iterable[T] | AsyncIterable[T], size: int
+) -> AsyncGenerator[list[T], None]:
     """Yield lists of at most ``size`` items, reading the input only as chunks are asked for.
 
     A ``Sequence`` is sliced; any other iterable is consumed with ``islice``; an async iterable
