@@ -113,19 +113,26 @@ async def emulated_client(
         ):
             yield EmulatedClient(client, emulator, url)
         return
+    failure: Exception | None = None
     async with anyio.create_task_group() as tasks:
         await tasks.start(emulator.run)
         transport = httpx.ASGITransport(app=emulator)
-        async with (
-            httpx.AsyncClient(transport=transport) as http,
-            HyberClient(
-                account.client_id,
-                account.login,
-                account.password,
-                base_url=_IN_PROCESS_URL,
-                http_client=http,
-                **client_kwargs,
-            ) as client,
-        ):
-            yield EmulatedClient(client, emulator, _IN_PROCESS_URL)
-        tasks.cancel_scope.cancel()
+        try:
+            async with (
+                httpx.AsyncClient(transport=transport) as http,
+                HyberClient(
+                    account.client_id,
+                    account.login,
+                    account.password,
+                    base_url=_IN_PROCESS_URL,
+                    http_client=http,
+                    **client_kwargs,
+                ) as client,
+            ):
+                yield EmulatedClient(client, emulator, _IN_PROCESS_URL)
+        except Exception as exc:
+            failure = exc  # raised below as itself, not wrapped in an exception group
+        finally:
+            tasks.cancel_scope.cancel()
+    if failure is not None:
+        raise failure

@@ -41,7 +41,7 @@ from ._config import Account, EmulatorConfig
 from ._faults import Fault
 from ._ledger import Ledger
 from ._state import Job, Store
-from ._status import status_items
+from ._status import status_items, status_json
 
 __all__ = ["Emulator", "ErrorCodes", "create_app"]
 
@@ -317,7 +317,7 @@ class Emulator:
         job = self.store.job(job_id)
         if job is None or job.client_id != account.client_id:
             return _error(404, ErrorCodes.NOT_FOUND, f"Job {job_id!r} not found")
-        return _json(200, {"messages": status_items(job, self.clock.now_ms())})
+        return _Answer(200, status_json(job, self.clock.now_ms()))
 
     def _send(self, account: Account, kind: Kind, sync: bool, body: bytes) -> _Answer:
         try:
