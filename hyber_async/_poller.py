@@ -1,0 +1,359 @@
+"""Following jobs to the end: polling their status reports, and the campaign summary.
+
+``poll_jobs(client, job_ids)`` is an async iterator of ``JobUpdate``s: it polls every job, at
+most ``client.max_connections`` requests at a time, yields an update whenever a job's counts
+change, and stops once every message of every job is final. ``wait_for_jobs`` runs it to the end
+and returns the ``CampaignSummary``. Both work on asyncio and trio (anyio).
+
+Each call to ``__anext__`` does its own polling round inside its own task group, so no task
+outlives it: breaking out of ``async for`` leaves nothing running and needs no ``aclose()``
+(a generator yielding from inside a task group could not promise that).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Final
+
+import anyio
+import attrs
+
+from ._errors import HyberError
+from ._models import Channel, ErrorCode, HyberStatus, JobStatus, Status
+
+if TYPE_CHECKING:
+    from ._client import HyberClient
+
+__all__ = [
+    "CHANNEL_OF_CODE",
+    "CampaignSummary",
+    "Counts",
+    "JobPoller",
+    "JobUpdate",
+    "PollDeadlineError",
+    "poll_jobs",
+    "summarize",
+    "wait_for_jobs",
+]
+
+UNKNOWN_CHANNEL: Final = "unknown"
+
+CHANNEL_OF_CODE: Final[Mapping[int, str]] = {
+    HyberStatus.SMS_DELIVERED: Channel.SMS.value,
+    HyberStatus.VIBER_DELIVERED: Channel.VIBER.value,
+    HyberStatus.VIBER_TEMPLATE_DELIVERED: Channel.VIBER.value,
+    HyberStatus.SMS_EXPIRED: Channel.SMS.value,
+}
+"""The channel that a known ``hyber_status`` or ``error_code`` tells; others are "unknown"."""
+
+EXPIRED_CODES: Final = frozenset({HyberStatus.SMS_EXPIRED, ErrorCode.SMS_EXPIRED})
+"""``hyber_status`` / ``error_code`` values that mean "expired" rather than "failed"."""
+
+
+@attrs.frozen
+class Counts:
+    """Messages by outcome. ``pending`` ones are not final yet (or not known to be)."""
+
+    delivered: int = 0
+    """``status`` 2."""
+    expired: int = 0
+    """``error_code`` or ``hyber_status`` 35015 (SMS expired, the end of the cascade)."""
+    failed: int = 0
+    """Any other ``error_code``, or ``status`` 3 with another ``hyber_status``."""
+    pending: int = 0
+    """Neither: ``status`` -1 or absent."""
+
+    @property
+    def total(self) -> int:
+        """All messages counted."""
+        return self.delivered + self.expired + self.failed + self.pending
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(
+            self.delivered + other.delivered,
+            self.expired + other.expired,
+            self.failed + other.failed,
+            self.pending + other.pending,
+        )
+
+
+@attrs.frozen
+class CampaignSummary:
+    """What happened to the messages of a set of jobs.
+
+    ``by_channel`` splits ``counts`` by the channel that the message's ``hyber_status`` or
+    ``error_code`` tells (``"sms"``, ``"viber"``; ``"unknown"`` for unknown codes and pending
+    messages); ``by_error_code`` counts the messages carrying each ``error_code``;
+    ``pending_jobs`` are the jobs not final yet (a job whose report is still empty, or was never
+    read, is pending with no messages counted); ``failed_jobs`` maps the id of each job whose
+    polling failed for good to the error (its messages keep their last known counts).
+    """
+
+    jobs: int = 0
+    counts: Counts = Counts()
+    by_channel: Mapping[str, Counts] = attrs.field(factory=dict)
+    by_error_code: Mapping[int, int] = attrs.field(factory=dict)
+    pending_jobs: tuple[str, ...] = ()
+    failed_jobs: Mapping[str, HyberError] = attrs.field(factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """True when every message of every job is known to be final."""
+        return not self.pending_jobs and not self.failed_jobs
+
+    def __add__(self, other: CampaignSummary) -> CampaignSummary:
+        channels = dict(self.by_channel)
+        for channel, counts in other.by_channel.items():
+            channels[channel] = channels.get(channel, Counts()) + counts
+        return CampaignSummary(
+            jobs=self.jobs + other.jobs,
+            counts=self.counts + other.counts,
+            by_channel=channels,
+            by_error_code=dict(Counter(self.by_error_code) + Counter(other.by_error_code)),
+            pending_jobs=self.pending_jobs + other.pending_jobs,
+            failed_jobs={**self.failed_jobs, **other.failed_jobs},
+        )
+
+
+def summarize(statuses: Mapping[str, JobStatus]) -> CampaignSummary:
+    """The summary of status reports, given by job id."""
+    tally: Counter[tuple[str, str]] = Counter()
+    errors: Counter[int] = Counter()
+    pending_jobs: list[str] = []
+    channel_of = CHANNEL_OF_CODE
+    for job_id, status in statuses.items():
+        pending = 0
+        for m in status.messages:
+            code = m.error_code
+            if code is not None:
+                errors[code] += 1
+                outcome = "expired" if code in EXPIRED_CODES else "failed"
+                channel = channel_of.get(code) or channel_of.get(m.hyber_status or 0)
+            else:
+                if m.status == Status.DELIVERED:
+                    outcome = "delivered"
+                elif m.status == Status.UNDELIVERED:
+                    outcome = "expired" if m.hyber_status in EXPIRED_CODES else "failed"
+                else:
+                    outcome = "pending"
+                channel = channel_of.get(m.hyber_status or 0)
+            tally[channel or UNKNOWN_CHANNEL, outcome] += 1
+            pending += outcome == "pending"
+        if pending or not status.messages:
+            pending_jobs.append(job_id)
+    by_channel: dict[str, Counts] = {}
+    for (channel, outcome), count in tally.items():
+        by_channel[channel] = by_channel.get(channel, Counts()) + Counts(**{outcome: count})
+    total = sum(by_channel.values(), Counts())
+    return CampaignSummary(len(statuses), total, by_channel, dict(errors), tuple(pending_jobs))
+
+
+@attrs.frozen
+class JobUpdate:
+    """A change in one job: its latest status report, or the error that ended its polling.
+
+    ``final`` is True once every message of the job is final (an empty report is not final: the
+    job has not been processed yet). An update with ``final`` or ``error`` set is the job's
+    last one.
+    """
+
+    job_id: str
+    status: JobStatus | None
+    """The latest status report; None when ``error`` is set."""
+    counts: Counts
+    """The counts of ``status`` (the last known ones when ``error`` is set)."""
+    final: bool
+    error: HyberError | None = None
+    """Why polling this job stopped before it was final (retries exhausted, an error answer)."""
+
+
+class PollDeadlineError(HyberError, TimeoutError):
+    """The deadline passed before every job was final.
+
+    ``pending`` maps each unfinished job id to its last known counts; ``summary`` is the
+    campaign summary at that moment (jobs never read count as one job with no messages).
+    """
+
+    def __init__(
+        self, deadline: float, pending: Mapping[str, Counts], summary: CampaignSummary
+    ) -> None:
+        self.pending = pending
+        self.summary = summary
+        messages = sum(c.pending for c in pending.values())
+        super().__init__(
+            f"polling deadline of {deadline:g}s passed: {len(pending)} job(s) not final, "
+            f"{messages} message(s) known to be pending"
+        )
+
+
+@attrs.define
+class _Job:
+    job_id: str
+    due: float = 0.0
+    wait: float = 0.0
+    summary: CampaignSummary = attrs.field(
+        default=attrs.Factory(lambda self: CampaignSummary(1, pending_jobs=(self.job_id,)), True)
+    )
+    read: bool = False
+    """A report of this job was read at least once."""
+    done: bool = False
+
+
+class JobPoller:
+    """The async iterator returned by ``poll_jobs``; ``summary`` is readable at any time."""
+
+    def __init__(
+        self,
+        client: HyberClient,
+        job_ids: Iterable[str],
+        *,
+        interval: float,
+        max_interval: float,
+        deadline: float | None,
+        max_concurrency: int | None,
+    ) -> None:
+        if not 0 < interval <= max_interval:
+            raise ValueError("interval must be > 0 and <= max_interval")
+        if deadline is not None and deadline <= 0:
+            raise ValueError("deadline must be > 0 seconds")
+        limit = client.max_connections
+        if max_concurrency is not None:
+            if max_concurrency < 1:
+                raise ValueError("max_concurrency must be >= 1")
+            limit = min(limit, max_concurrency)
+        self._client = client
+        self._jobs = {job_id: _Job(job_id) for job_id in job_ids}
+        self.interval = interval
+        self.max_interval = max_interval
+        self.deadline = deadline
+        self.max_concurrency = limit
+        """Status requests in flight at most: ``max_concurrency`` capped by the client's pool."""
+        self._ready: deque[JobUpdate] = deque()
+        self._ends_at: float | None = None
+
+    @property
+    def summary(self) -> CampaignSummary:
+        """The campaign summary from the latest report of every job."""
+        return sum((job.summary for job in self._jobs.values()), CampaignSummary())
+
+    def __aiter__(self) -> JobPoller:
+        return self
+
+    async def __anext__(self) -> JobUpdate:
+        now = anyio.current_time()
+        if self._ends_at is None and self.deadline is not None:
+            self._ends_at = now + self.deadline
+        while not self._ready:
+            waiting = [job for job in self._jobs.values() if not job.done]
+            if not waiting:
+                raise StopAsyncIteration
+            now = anyio.current_time()
+            if self._ends_at is not None and now >= self._ends_at:
+                raise self._deadline_error(waiting)
+            due = [job for job in waiting if job.due <= now]
+            ends_at = self._ends_at if self._ends_at is not None else float("inf")
+            with anyio.move_on_after(ends_at - now):
+                if due:
+                    await self._round(due)
+                else:
+                    await anyio.sleep(min(job.due for job in waiting) - now)
+        return self._ready.popleft()
+
+    async def _round(self, jobs: list[_Job]) -> None:
+        limiter = anyio.CapacityLimiter(self.max_concurrency)
+        async with anyio.create_task_group() as tg:
+            for job in jobs:
+                tg.start_soon(self._poll, job, limiter)
+
+    async def _poll(self, job: _Job, limiter: anyio.CapacityLimiter) -> None:
+        try:
+            async with limiter:
+                status = await self._client.get_status(job.job_id)
+        except HyberError as exc:
+            job.done = True
+            job.summary = attrs.evolve(job.summary, pending_jobs=(), failed_jobs={job.job_id: exc})
+            self._ready.append(JobUpdate(job.job_id, None, job.summary.counts, False, exc))
+            return
+        summary = summarize({job.job_id: status})
+        final = not summary.pending_jobs
+        changed = summary.counts != job.summary.counts or not job.read
+        job.summary = summary
+        job.read = True
+        if changed or final:
+            self._ready.append(JobUpdate(job.job_id, status, summary.counts, final))
+        job.done = final
+        job.wait = self.interval if changed else min(self.max_interval, job.wait * 2)
+        job.due = anyio.current_time() + job.wait * (1.0 - 0.5 * random.random())
+
+    def _deadline_error(self, waiting: list[_Job]) -> PollDeadlineError:
+        pending = {job.job_id: job.summary.counts for job in waiting}
+        return PollDeadlineError(self.deadline or 0.0, pending, self.summary)
+
+
+DEFAULT_INTERVAL: Final = 2.0
+"""Seconds between polls of a job that is changing."""
+DEFAULT_MAX_INTERVAL: Final = 60.0
+"""Cap of the back-off while a job does not change."""
+
+
+def poll_jobs(
+    client: HyberClient,
+    job_ids: Iterable[str],
+    *,
+    interval: float = DEFAULT_INTERVAL,
+    max_interval: float = DEFAULT_MAX_INTERVAL,
+    deadline: float | None = None,
+    max_concurrency: int | None = None,
+) -> JobPoller:
+    """Poll the status of ``job_ids`` until every message is final; yield ``JobUpdate``s.
+
+    Every job is polled at once, then again after a wait: ``interval`` after a poll that changed
+    its counts, otherwise twice the previous wait, at most ``max_interval``; each wait is scaled
+    by a random factor in ``[0.5, 1]`` (jitter). An update is yielded for the first report of
+    each job and whenever its counts change. At most ``max_concurrency`` requests are in flight
+    (default and cap: ``client.max_connections``); each one is retried by the client's
+    ``RetryPolicy`` (429, 5xx, transport errors).
+
+    A job whose polling still fails (retries exhausted, or an error answer such as 401 or 404)
+    yields a last update with ``error`` set and is not polled again; the other jobs go on, and
+    the iteration ends normally. When ``deadline`` seconds (from the first ``__anext__``) pass
+    first, in-flight polls are cancelled and ``PollDeadlineError`` is raised, naming the jobs
+    still pending. Duplicate job ids are polled once.
+    """
+    return JobPoller(
+        client,
+        job_ids,
+        interval=interval,
+        max_interval=max_interval,
+        deadline=deadline,
+        max_concurrency=max_concurrency,
+    )
+
+
+async def wait_for_jobs(
+    client: HyberClient,
+    job_ids: Iterable[str],
+    *,
+    interval: float = DEFAULT_INTERVAL,
+    max_interval: float = DEFAULT_MAX_INTERVAL,
+    deadline: float | None = None,
+    max_concurrency: int | None = None,
+) -> CampaignSummary:
+    """Poll ``job_ids`` to the end (see ``poll_jobs``) and return the campaign summary.
+
+    Jobs whose polling failed are in ``summary.failed_jobs`` (then ``summary.complete`` is
+    False). Raises ``PollDeadlineError`` (with the summary so far) when ``deadline`` passes.
+    """
+    poller = poll_jobs(
+        client,
+        job_ids,
+        interval=interval,
+        max_interval=max_interval,
+        deadline=deadline,
+        max_concurrency=max_concurrency,
+    )
+    async for _ in poller:
+        pass
+    return poller.summary
