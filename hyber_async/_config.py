@@ -48,6 +48,7 @@ class Timeouts:
 
 
 DEFAULT_TIMEOUTS: Final = Timeouts()
+"""The timeouts a ``HyberClient`` uses unless given others (``Timeouts``' defaults)."""
 
 
 @attrs.frozen
@@ -96,3 +97,4 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY: Final = RetryPolicy()
+"""The retry policy a ``HyberClient`` uses unless given another (``RetryPolicy``'s defaults)."""
