@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHANNEL_OF_CODE",
+    "DEFAULT_INTERVAL",
+    "DEFAULT_MAX_INTERVAL",
     "CampaignSummary",
     "Counts",
     "JobPoller",
@@ -316,9 +318,9 @@ def poll_jobs(
     (default and cap: ``client.max_connections``); each one is retried by the client's
     ``RetryPolicy`` (429, 5xx, transport errors).
 
-    A job whose polling still fails (retries exhausted, or an error answer such as 401 or 404)
-    yields a last update with ``error`` set and is not polled again; the other jobs go on, and
-    the iteration ends normally. When ``deadline`` seconds (from the first ``__anext__``) pass
+    A job whose polling still fails (retries exhausted, an error answer such as 401 or 404, or
+    an invalid job id) yields a last update with ``error`` set and is not polled again; the
+    other jobs go on, and the iteration ends normally. When ``deadline`` seconds (from the first ``__anext__``) pass
     first, in-flight polls are cancelled and ``PollDeadlineError`` is raised, naming the jobs
     still pending. Duplicate job ids are polled once.
     """
