@@ -44,6 +44,16 @@ from ._models import (
     ViberOptions,
     WhatsAppOptions,
 )
+from ._poller import (
+    CampaignSummary,
+    Counts,
+    JobPoller,
+    JobUpdate,
+    PollDeadlineError,
+    poll_jobs,
+    wait_for_jobs,
+)
+from ._reports import DeliveryReportReceiver, parse_delivery_reports
 from ._send_report import JobRef, Outcome, Progress, RecipientOutcome, SendReport
 from ._validation import MAX_ITEMS
 
@@ -59,16 +69,21 @@ __all__ = [
     "BatchRequest",
     "BroadcastRequest",
     "Campaign",
+    "CampaignSummary",
     "Channel",
     "ChannelOptions",
+    "Counts",
     "DeliveryReport",
+    "DeliveryReportReceiver",
     "ErrorCode",
     "HyberClient",
     "HyberError",
     "HyberStatus",
     "JobAccepted",
+    "JobPoller",
     "JobRef",
     "JobStatus",
+    "JobUpdate",
     "Message",
     "MessageResult",
     "MessageStatus",
@@ -77,6 +92,7 @@ __all__ = [
     "OutcomeUnknownError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "PollDeadlineError",
     "Problem",
     "Progress",
     "RateLimitError",
@@ -96,4 +112,7 @@ __all__ = [
     "WhatsAppOptions",
     "__version__",
     "converter",
+    "parse_delivery_reports",
+    "poll_jobs",
+    "wait_for_jobs",
 ]

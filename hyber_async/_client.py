@@ -41,6 +41,14 @@ from ._models import (
     Recipient,
     SyncResult,
 )
+from ._poller import (
+    DEFAULT_INTERVAL,
+    DEFAULT_MAX_INTERVAL,
+    CampaignSummary,
+    JobPoller,
+    poll_jobs,
+    wait_for_jobs,
+)
 from ._send_report import SendReport
 from ._sender import DEFAULT_CONCURRENCY, OnInvalid, ProgressCallback, stream
 from ._validation import MAX_ITEMS, Kind, check_items
@@ -277,6 +285,49 @@ class HyberClient:
             on_invalid=on_invalid,
             run_id=run_id,
             report=report,
+        )
+
+    # --- following a campaign ----------------------------------------------------------------
+
+    def poll_jobs(
+        self,
+        job_ids: Iterable[str],
+        *,
+        interval: float = DEFAULT_INTERVAL,
+        max_interval: float = DEFAULT_MAX_INTERVAL,
+        deadline: float | None = None,
+        max_concurrency: int | None = None,
+    ) -> JobPoller:
+        """Poll the jobs until every message is final, yielding a ``JobUpdate`` per change.
+
+        See ``hyber_async.poll_jobs`` for the back-off, the deadline and failed jobs.
+        """
+        return poll_jobs(
+            self,
+            job_ids,
+            interval=interval,
+            max_interval=max_interval,
+            deadline=deadline,
+            max_concurrency=max_concurrency,
+        )
+
+    async def wait_for_jobs(
+        self,
+        job_ids: Iterable[str],
+        *,
+        interval: float = DEFAULT_INTERVAL,
+        max_interval: float = DEFAULT_MAX_INTERVAL,
+        deadline: float | None = None,
+        max_concurrency: int | None = None,
+    ) -> CampaignSummary:
+        """Poll the jobs to the end and return the ``CampaignSummary`` (see ``poll_jobs``)."""
+        return await wait_for_jobs(
+            self,
+            job_ids,
+            interval=interval,
+            max_interval=max_interval,
+            deadline=deadline,
+            max_concurrency=max_concurrency,
         )
 
     # --- plumbing shared with the mass sender and the poller -------------------------------

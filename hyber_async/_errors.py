@@ -17,7 +17,8 @@
     │   ├── RateLimitError                 429 (``retry_after``)
     │   ├── ServerError                    5xx (``retry_after``)
     │   └── UnexpectedResponseError (also OutcomeUnknownError)
-    └── ReportParseError (also ValueError) a malformed delivery report
+    ├── ReportParseError (also ValueError) a malformed delivery report
+    └── PollDeadlineError (also TimeoutError, in _poller) jobs still pending at the deadline
 
 The API has no idempotency key, so the distinction between ``NotSentError`` and
 ``OutcomeUnknownError`` is what keeps a retry from sending a paid message twice: only the former,

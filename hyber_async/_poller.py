@@ -320,9 +320,9 @@ def poll_jobs(
 
     A job whose polling still fails (retries exhausted, an error answer such as 401 or 404, or
     an invalid job id) yields a last update with ``error`` set and is not polled again; the
-    other jobs go on, and the iteration ends normally. When ``deadline`` seconds (from the first ``__anext__``) pass
-    first, in-flight polls are cancelled and ``PollDeadlineError`` is raised, naming the jobs
-    still pending. Duplicate job ids are polled once.
+    other jobs go on, and the iteration ends normally. When ``deadline`` seconds (counted from
+    the first ``__anext__``) pass first, in-flight polls are cancelled and ``PollDeadlineError``
+    is raised, naming the jobs still pending. Duplicate job ids are polled once.
     """
     return JobPoller(
         client,
