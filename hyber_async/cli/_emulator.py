@@ -1,23 +1,18 @@
-"""The ``hyber-async`` command.
-
-Each subcommand is one ``_add_<name>`` function that declares its arguments and sets the
-function that runs it (``args.run(args) -> int``); ``main`` only dispatches. Subcommands:
-
-- ``emulator``: serve a local Hyber emulator on a socket (needs the ``emulator`` extra).
-"""
+"""``hyber-async emulator``: serve a local Hyber emulator on a socket."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["main"]
+from ..emulator import DEMO_ACCOUNT, Account, EmulatorConfig, create_app, serve
+
+__all__ = ["add"]
 
 
-def _add_emulator(commands: Any) -> None:
-    from .emulator import DEMO_ACCOUNT
+def add(commands: Any) -> None:
+    """Declare ``hyber-async emulator``."""
 
     parser = commands.add_parser(
         "emulator",
@@ -50,8 +45,6 @@ def _add_emulator(commands: Any) -> None:
 
 
 def _run_emulator(args: argparse.Namespace) -> int:
-    from .emulator import Account, EmulatorConfig, create_app, serve
-
     account = Account(client_id=args.client_id, login=args.login, password=args.password)
     config = EmulatorConfig(
         accounts=(account,),
@@ -82,15 +75,3 @@ def _run_emulator(args: argparse.Namespace) -> int:
         print(f"hyber-async emulator: {exc}", file=sys.stderr)
         return 1
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``hyber-async`` command with ``argv`` (default: the process arguments)."""
-    parser = argparse.ArgumentParser(
-        prog="hyber-async", description="Tools of the hyber_async client library."
-    )
-    commands = parser.add_subparsers(dest="command", metavar="command", required=True)
-    _add_emulator(commands)
-    args = parser.parse_args(argv)
-    result: int = args.run(args)
-    return result
