@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from . import _emulator
+from . import _demo, _emulator
 
 __all__ = ["main"]
 
@@ -23,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="hyber-async", description="Tools of the hyber_async client library."
     )
     commands = parser.add_subparsers(dest="command", metavar="command", required=True)
-    for module in (_emulator,):
+    for module in (_demo, _emulator):
         module.add(commands)
     args = parser.parse_args(argv)
     result: int = args.run(args)
