@@ -598,3 +598,31 @@ def test_account_passwords_stay_out_of_reprs() -> None:
     config = EmulatorConfig()
     assert DEMO_ACCOUNT.password not in repr(config)
     assert base64.b64encode(DEMO_ACCOUNT.password.encode()).decode() not in repr(config)
+
+
+async def test_extra_ids_needing_json_escapes_survive_the_status_report() -> None:
+    """Quotes, backslashes and newlines in extra_id come back intact in the status report."""
+    odd = ['say "hi"', "back\\slash", "line\nbreak", "plain"]
+    async with emulated_client(FROZEN) as emulated:
+        job = await emulated.client.send_batch(
+            batch_campaign(), [hy.Message(380_500_000_000 + i, "Hi", e) for i, e in enumerate(odd)]
+        )
+        status = await emulated.client.get_status(job.job_id)
+    assert [m.extra_id for m in status.messages] == odd
+
+
+async def test_non_string_placeholder_values_are_rendered_as_text(
+    raw: tuple[httpx.AsyncClient, Emulator],
+) -> None:
+    """A recipient's number value fills %amount% with its text."""
+    http, emulator = raw
+    body = {
+        "recipients": [{"phone_number": 380961111111, "amount": 42}],
+        "channels": ["viber"],
+        "channel_options": {"viber": {"ttl": 60, "text": "You owe %amount% UAH"}},
+    }
+    path = f"/{DEMO_ACCOUNT.client_id}/broadcast/sync"
+    answer = await http.post(path, content=orjson.dumps(body), headers=JSON, auth=AUTH)
+    content = emulator.message(answer.json()["messages"][0]["message_id"])
+    assert content is not None
+    assert content["content"]["viber"]["text"] == "You owe 42 UAH"

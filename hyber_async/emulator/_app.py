@@ -142,6 +142,8 @@ class Emulator:
     - ``faults``: the faults in force, changeable at any time;
     - ``clock``: the emulated clock (``now()``, ``advance(seconds)``);
     - ``callbacks``: the delivery-report sender (``callbacks.stats``);
+    - ``store``: the jobs, in columnar storage (``status(job_id)`` and ``message(message_id)``
+      give their JSON views);
     - ``run()``: the background work (delivery-report callbacks); an ASGI server runs it
       through the lifespan protocol, ``hyber_async.testing`` in its task group.
 
