@@ -1,8 +1,9 @@
 """Throughput and memory of the mass sender against its floor and a naive hand-written loop.
 
-Every contender runs in a fresh process, warms up with a small untimed send, sends the same generated plain-dict recipients to the
-same minimal sink (``_sink.py``, its own process) over a loopback socket, and reports its wall
-time and peak RSS. The table gives recipients per second and the ratio to the floor.
+Every contender runs in a fresh process, warms up with a small untimed send, sends the same
+generated plain-dict recipients to the same minimal sink (``_sink.py``, its own process) over a
+loopback socket, and reports its wall time and peak RSS. The table gives recipients per second
+and the ratio to the floor.
 
 - floor: chunk, ``orjson.dumps``, POST with one ``httpx.AsyncClient`` at the same concurrency;
   no validation, no accounting;
@@ -118,7 +119,8 @@ async def stream_broadcast(url: str, n: int) -> None:
     campaign = hy.converter.structure(ENVELOPE, hy.Campaign)
     async with _client(url) as client:
         report = await client.stream_broadcast(campaign, recipients(n), concurrency=CONCURRENCY)
-    assert report.accepted == n and report.complete, report
+    assert report.accepted == n, report
+    assert report.complete, report
 
 
 async def stream_batch(url: str, n: int) -> None:
@@ -127,7 +129,8 @@ async def stream_batch(url: str, n: int) -> None:
     campaign = hy.converter.structure(BATCH_ENVELOPE, hy.Campaign)
     async with _client(url) as client:
         report = await client.stream_batch(campaign, messages(n), concurrency=CONCURRENCY)
-    assert report.accepted == n and report.complete, report
+    assert report.accepted == n, report
+    assert report.complete, report
 
 
 CONTENDERS = {
@@ -184,7 +187,8 @@ def main() -> None:
         [sys.executable, str(HERE / "_sink.py"), str(port)], stdout=subprocess.PIPE, text=True
     )
     try:
-        assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
+        assert sink.stdout is not None
+        assert sink.stdout.readline().strip() == "ready"
         url = f"http://127.0.0.1:{port}/1"
         n = args.recipients
         print(
