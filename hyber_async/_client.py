@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import re
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
@@ -58,6 +59,8 @@ __all__ = ["HyberClient"]
 logger = logging.getLogger("hyber_async")
 
 T = TypeVar("T")
+_JOB_ID = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*")
+"""A job id is one path segment of unreserved URL characters (the API issues UUIDs)."""
 BatchItem = Message | Mapping[str, Any]
 BroadcastItem = Recipient | Mapping[str, Any]
 
@@ -198,7 +201,7 @@ class HyberClient:
 
     async def get_status(self, job_id: str) -> JobStatus:
         """The status report of every message of a job."""
-        if not job_id or "/" in job_id:
+        if _JOB_ID.fullmatch(job_id) is None:
             raise ValidationError([Problem("job_id", f"must be a job id, got {job_id!r}")])
         response = await self.request("GET", f"status/{job_id}")
         return decode_answer(response, JobStatus)
@@ -356,7 +359,7 @@ class HyberClient:
         problems = check_items(wire, envelope.rules)
         if problems:
             raise ValidationError(problems)
-        extra_ids = tuple(i["extra_id"] for i in wire if "extra_id" in i)
+        extra_ids = tuple(i["extra_id"] for i in wire if i.get("extra_id") is not None)
         response = await self.request("POST", path, envelope.body(wire), extra_ids)
         try:
             return decode_answer(response, answer)
@@ -393,7 +396,7 @@ class HyberClient:
                         response = await self._http.request(
                             method, url, content=content, headers=headers
                         )
-                    except httpx.TransportError as exc:
+                    except httpx.RequestError as exc:
                         last_error = translate_transport_error(exc)
                         last_error.__cause__ = exc
                         retry_after = None
@@ -420,7 +423,7 @@ class HyberClient:
                     f"during attempt {attempt}; the request may have been processed"
                 )
                 raise _with_extra_ids(deadline, extra_ids) from None
-            raise _with_extra_ids(last_error, extra_ids) from None
+            raise _with_extra_ids(last_error, extra_ids) from last_error.__cause__
 
 
 def _with_extra_ids(error: HyberError, extra_ids: Sequence[str]) -> HyberError:

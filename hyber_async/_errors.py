@@ -30,6 +30,7 @@ Credentials never reach an exception: ``APIError.request`` is a copy of the requ
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import attrs
@@ -203,7 +204,7 @@ def parse_retry_after(value: str | None) -> float | None:
         seconds = float(value)
     except ValueError:
         return None
-    return max(seconds, 0.0)
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
 _STATUS_ERRORS: dict[int, type[APIError]] = {
@@ -235,12 +236,13 @@ def raise_for_answer(response: httpx.Response) -> None:
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 
-def translate_transport_error(exc: httpx.TransportError) -> NotSentError | OutcomeUnknownError:
-    """Map an httpx transport failure to ours: the one place that decides "sent or not".
+def translate_transport_error(exc: httpx.RequestError) -> NotSentError | OutcomeUnknownError:
+    """Map an httpx request failure to ours: the one place that decides "sent or not".
 
     Connect and pool failures happen before a byte of the request is written: ``NotSentError``.
-    Everything later (write or read failure, timeout, reset, protocol error) may come after the
-    server read the whole request: ``OutcomeUnknownError``.
+    Everything later (write or read failure, timeout, reset, protocol error, an answer body
+    that cannot be decoded) may come after the server read the whole request:
+    ``OutcomeUnknownError``.
     """
     kind = type(exc).__name__
     if isinstance(exc, _NOT_SENT):
