@@ -131,13 +131,21 @@ async def test_get_status_request(api: respx.MockRouter) -> None:
     )
 
 
-@pytest.mark.parametrize("job_id", ["", "a/b"])
+@pytest.mark.parametrize("job_id", ["", "a/b", "a?b", "a#b", "..", ".", "a b"])
 async def test_get_status_rejects_a_bad_job_id(api: respx.MockRouter, job_id: str) -> None:
     """A job id that is empty or holds a slash is refused before sending."""
     async with make_client() as client:
         with pytest.raises(hy.ValidationError, match="job_id"):
             await client.get_status(job_id)
     assert not api.calls
+
+
+async def test_get_status_takes_a_uuid(api: respx.MockRouter) -> None:
+    """A job id as the API issues it (a UUID) is put in the path unchanged."""
+    route = api.get(f"/status/{JOB['job_id']}").respond(200, json={"messages": []})
+    async with make_client() as client:
+        assert await client.get_status(JOB["job_id"]) == hy.JobStatus(())
+    assert route.called
 
 
 async def test_mappings_send_the_same_body_as_models(api: respx.MockRouter) -> None:

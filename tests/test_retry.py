@@ -24,8 +24,8 @@ TABLE_POLICY = hy.RetryPolicy(wait=False, max_attempts=ATTEMPTS)
 STATUS_ANSWER = {"messages": [{"phone_number": "380961111111", "status": -1}]}
 
 
-def raises(kind: type[httpx.TransportError]) -> Failure:
-    """A failure raising the httpx transport error ``kind``."""
+def raises(kind: type[httpx.RequestError]) -> Failure:
+    """A failure raising the httpx request error ``kind`` (transport, or body decoding)."""
 
     def effect(request: httpx.Request) -> httpx.Response:
         raise kind("simulated", request=request)
@@ -68,6 +68,7 @@ RULES = [
     Rule("WriteError", raises(httpx.WriteError), (ONCE, UNKNOWN), (ALL, UNKNOWN)),
     Rule("RemoteProtocolError", raises(httpx.RemoteProtocolError), (ONCE, UNKNOWN),
          (ALL, UNKNOWN)),
+    Rule("DecodingError", raises(httpx.DecodingError), (ONCE, UNKNOWN), (ALL, UNKNOWN)),
     Rule("429", answers(429), (ALL, hy.RateLimitError), (ALL, hy.RateLimitError)),
     Rule("429-retry-after", answers(429, "2"), (ALL, hy.RateLimitError),
          (ALL, hy.RateLimitError)),
@@ -183,6 +184,33 @@ async def test_not_sent_error_keeps_its_cause(api: respx.MockRouter) -> None:
     assert isinstance(caught.value.__cause__, httpx.ConnectError)
 
 
+async def test_post_read_timeout_extra_ids_skip_null(api: respx.MockRouter) -> None:
+    """Items whose extra_id is null are not named in OutcomeUnknownError.extra_ids."""
+    api.post("/batch").mock(side_effect=raises(httpx.ReadTimeout))
+    rows = [
+        {"phone_number": 380961111111, "text": "Hi", "extra_id": None},
+        {"phone_number": 380962222222, "text": "Hi", "extra_id": "AD-2"},
+    ]
+    async with make_client() as client:
+        with pytest.raises(hy.OutcomeUnknownError) as caught:
+            await client.send_batch(batch_campaign(), rows)
+    assert tuple(caught.value.extra_ids) == ("AD-2",)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+async def test_non_finite_retry_after_falls_back_to_backoff(
+    api: respx.MockRouter, value: str
+) -> None:
+    """A Retry-After of nan or inf neither crashes the wait nor shows as retry_after."""
+    route = api.post("/batch").mock(side_effect=answers(429, value))
+    policy = hy.RetryPolicy(max_attempts=2, initial_backoff=0.001)
+    async with make_client(retry=policy) as client:
+        with pytest.raises(hy.RateLimitError) as caught:
+            await client.send_batch(batch_campaign(), MESSAGES)
+    assert caught.value.retry_after is None
+    assert route.call_count == 2
+
+
 @pytest.mark.parametrize("max_attempts", [1, 2, 5])
 async def test_max_attempts_bounds_the_requests(api: respx.MockRouter, max_attempts: int) -> None:
     """max_attempts counts the first attempt: never more requests than that."""
@@ -246,6 +274,17 @@ async def test_deadline_during_backoff_raises_the_last_error(api: respx.MockRout
     assert route.call_count == 1
 
 
+async def test_deadline_during_backoff_keeps_the_cause(api: respx.MockRouter) -> None:
+    """A NotSentError raised at the deadline is still chained to the httpx error."""
+    route = api.post("/batch").mock(side_effect=raises(httpx.ConnectError))
+    policy = hy.RetryPolicy(initial_backoff=30.0, jitter=0.0)
+    async with make_client(timeouts=hy.Timeouts(total=0.2), retry=policy) as client:
+        with pytest.raises(hy.NotSentError) as caught:
+            await client.send_batch(batch_campaign(), MESSAGES)
+    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+    assert route.call_count == 1
+
+
 async def test_deadline_after_a_not_sent_attempt_is_outcome_unknown(
     api: respx.MockRouter,
 ) -> None:
@@ -280,9 +319,19 @@ class RecordingPolicy(hy.RetryPolicy):
         (answers(503, "1.5"), [(1, 1.5), (2, 1.5)]),
         (answers(429), [(1, None), (2, None)]),
         (answers(429, "Wed, 21 Oct 2015 07:28:00 GMT"), [(1, None), (2, None)]),
+        (answers(429, "nan"), [(1, None), (2, None)]),
+        (answers(429, "inf"), [(1, None), (2, None)]),
         (raises(httpx.ConnectError), [(1, None), (2, None)]),
     ],
-    ids=["429-retry-after", "503-retry-after", "429-bare", "429-http-date", "connect"],
+    ids=[
+        "429-retry-after",
+        "503-retry-after",
+        "429-bare",
+        "429-http-date",
+        "429-nan",
+        "429-inf",
+        "connect",
+    ],
 )
 async def test_client_passes_retry_after_to_the_policy(
     api: respx.MockRouter, failure: Failure, asked: list[tuple[int, float | None]]
