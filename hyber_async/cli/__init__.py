@@ -5,6 +5,8 @@ arguments and sets the function that runs it (``args.run(args) -> int``); ``main
 dispatches. Subcommands:
 
 - ``emulator``: serve a local Hyber emulator on a socket (needs the ``emulator`` extra).
+- ``send``: send a campaign to the recipients of a CSV or JSON Lines file.
+- ``status``, ``wait``: the counts of jobs' messages, once or until final.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from . import _demo, _emulator
+from . import _demo, _emulator, _send, _status
 
 __all__ = ["main"]
 
@@ -23,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="hyber-async", description="Tools of the hyber_async client library."
     )
     commands = parser.add_subparsers(dest="command", metavar="command", required=True)
-    for module in (_demo, _emulator):
+    for module in (_demo, _emulator, _send, _status):
         module.add(commands)
     args = parser.parse_args(argv)
     result: int = args.run(args)

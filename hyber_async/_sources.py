@@ -1,0 +1,506 @@
+"""Recipients and messages read from CSV or JSON Lines files, and campaigns from TOML or JSON.
+
+A file is read as a stream, one row at a time, into plain wire-form ``dict``s (what the mass
+sender takes at no per-row object cost); nothing holds the whole file. Rows are checked with the
+project's one rule set (``check_items`` with the campaign's ``ItemRules``), a block at a time.
+
+- CSV: a header line names the columns. ``phone_number`` is required, ``extra_id`` is optional
+  (an empty cell means none); a batch needs ``text`` and takes no other column; in a broadcast
+  every other column is a ``%variable%`` of the recipient (its cells are strings). Encoding
+  UTF-8, with or without a byte-order mark; quoted cells may span lines.
+- JSON Lines: one JSON object per line, with the wire keys (blank lines are skipped).
+- A phone number given as a string of digits (a leading ``+`` and surrounding spaces allowed)
+  becomes an integer; any other string is an error.
+
+Problems are ``SourceError``s naming the file, the line (1-based; for a multi-line CSV record,
+its first line) and the field. File-level ones (unreadable file, bad header, undecodable text)
+are raised; row-level ones are yielded in the row's place, so a caller decides whether to stop
+(``send``), skip (``send --skip-invalid``) or count them (``send --dry-run``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import importlib
+import io
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO, Final, get_args, get_type_hints
+
+import attrs
+import orjson
+
+from ._codec import Wire, converter
+from ._errors import HyberError, Problem
+from ._models import Campaign, ChannelOptions, Message
+from ._validation import ItemRules, Kind, check_envelope, check_items
+
+__all__ = [
+    "FORMATS",
+    "CAMPAIGN_FORMATS",
+    "ItemStream",
+    "RecordReader",
+    "Row",
+    "SourceError",
+    "checked_rows",
+    "detect_format",
+    "load_campaign",
+]
+
+FORMATS: Final = ("csv", "jsonl")
+"""Formats of recipient files."""
+CAMPAIGN_FORMATS: Final = ("toml", "json")
+"""Formats of campaign files."""
+_EXTENSIONS: Final = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+_BATCH_KEYS: Final = frozenset(attrs.fields_dict(Message))
+"""The keys of a batch message: those of the ``Message`` model."""
+_CHECK_BLOCK: Final = 1024
+"""Rows checked together by ``check_items`` (its fast path works on whole blocks)."""
+
+
+class SourceError(HyberError):
+    """A problem in an input file: ``path``, ``line`` (1-based, or ``None`` when the problem is
+    not on one line), ``field`` (a column, a JSON key or a campaign field path, or ``None``)
+    and a one-line ``message``. ``str()`` reads ``path:line: field: message``."""
+
+    def __init__(
+        self,
+        path: str,
+        message: str,
+        *,
+        line: int | None = None,
+        field: str | None = None,
+        item: Wire | None = None,
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.field = field
+        self.message = message
+        self.item = item
+        """The row as read, when it could be read (to name its recipient in a result file)."""
+        where = path if line is None else f"{path}:{line}"
+        super().__init__(f"{where}: {message}" if field is None else f"{where}: {field}: {message}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The error as JSON-ready values."""
+        return {"path": self.path, "line": self.line, "field": self.field, "message": self.message}
+
+
+Row = tuple[int, "Wire | SourceError"]
+"""A row of a file: its line number and its item, or what is wrong with it."""
+
+
+def detect_format(path: str, given: str | None = None) -> str:
+    """The format of a recipient file: ``given``, or the one its extension names."""
+    if given is not None:
+        return given
+    found = _EXTENSIONS.get(Path(path).suffix.lower())
+    if found is None:
+        known = ", ".join(_EXTENSIONS)
+        raise SourceError(path, f"unknown file extension (known: {known}); pass --format")
+    return found
+
+
+def _phone(value: object) -> object:
+    """A digit string as an integer; other strings are errors; anything else is left to the
+    rule set to judge."""
+    if not isinstance(value, str):
+        return value
+    digits = value.strip().removeprefix("+")
+    if not digits:
+        raise ValueError("is empty")
+    if not (digits.isascii() and digits.isdigit()):
+        raise ValueError(f"must be a phone number in digits, got {value!r}")
+    return int(digits)
+
+
+class RecordReader:
+    """One open recipient file, read row by row; a context manager that closes it.
+
+    Opening reads the CSV header, so that a file that cannot be read or lacks a column fails
+    before anything is sent. ``rows()`` yields each row once.
+    """
+
+    def __init__(self, path: str, kind: Kind, fmt: str | None = None) -> None:
+        """Open ``path`` holding ``kind`` items in ``fmt`` (default: by its extension)."""
+        self.path = path
+        self.kind = kind
+        self.format = detect_format(path, fmt)
+        try:
+            self._binary: BinaryIO = open(path, "rb")  # noqa: SIM115 (closed by close())
+            self.size = os.fstat(self._binary.fileno()).st_size
+        except OSError as exc:
+            raise SourceError(path, f"cannot read the file: {exc.strerror or exc}") from None
+        self._columns: list[str] = []
+        self._csv: Any = None
+        try:
+            if self.format == "csv":
+                self._open_csv()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def position(self) -> int:
+        """Bytes of the file read so far (ahead of the rows yielded by a buffer's worth)."""
+        return 0 if self._binary.closed else self._binary.tell()
+
+    def close(self) -> None:
+        """Close the file."""
+        self._binary.close()
+
+    def __enter__(self) -> RecordReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _fail(self, message: str, line: int | None = None, field: str | None = None) -> SourceError:
+        return SourceError(self.path, message, line=line, field=field)
+
+    def _open_csv(self) -> None:
+        text = io.TextIOWrapper(self._binary, encoding="utf-8-sig", newline="")
+        self._csv = csv.reader(text)
+        header = self._next_record()
+        if header is None:
+            raise self._fail("the file is empty: expected a header line", line=1)
+        columns = [name.strip() for name in header]
+        required = ["phone_number"] + (["text"] if self.kind is Kind.BATCH else [])
+        for name in required:
+            if name not in columns:
+                listed = ", ".join(repr(c) for c in columns)
+                raise self._fail(f"missing column in the header (found {listed})", 1, name)
+        for position, name in enumerate(columns, start=1):
+            if not name:
+                raise self._fail(f"column {position} of the header has no name", 1)
+            if columns.count(name) > 1:
+                raise self._fail("column listed twice in the header", 1, name)
+            if self.kind is Kind.BATCH and name not in _BATCH_KEYS:
+                allowed = ", ".join(sorted(_BATCH_KEYS))
+                raise self._fail(f"not a column of a batch (allowed: {allowed})", 1, name)
+        self._columns = columns
+
+    def _next_record(self) -> list[str] | None:
+        """The next CSV record; file-level failures raise."""
+        try:
+            record: list[str] | None = next(self._csv, None)
+        except UnicodeDecodeError:
+            raise self._fail("is not valid UTF-8 text", self._csv.line_num + 1) from None
+        except csv.Error as exc:
+            raise self._fail(f"is not valid CSV: {exc}", self._csv.line_num) from None
+        except OSError as exc:
+            raise self._fail(f"cannot read the file: {exc.strerror or exc}") from None
+        return record
+
+    def rows(self) -> Iterator[Row]:
+        """Each row: its line number and its wire-form item, or its ``SourceError``."""
+        if self.format == "csv":
+            return self._csv_rows()
+        return self._jsonl_rows()
+
+    def _csv_rows(self) -> Iterator[Row]:
+        columns = self._columns
+        width = len(columns)
+        while True:
+            line = self._csv.line_num + 1
+            record = self._next_record()
+            if record is None:
+                return
+            if not record:
+                continue
+            if len(record) != width:
+                yield line, self._fail(f"has {len(record)} cells, the header has {width}", line)
+                continue
+            item: Wire = {}
+            try:
+                for name, value in zip(columns, record, strict=True):
+                    if name == "phone_number":
+                        item[name] = _phone(value)
+                    elif name != "extra_id" or value:
+                        item[name] = value
+            except ValueError as exc:
+                raw = dict(zip(columns, record, strict=True))
+                yield (
+                    line,
+                    SourceError(self.path, str(exc), line=line, field="phone_number", item=raw),
+                )
+                continue
+            yield line, item
+
+    def _jsonl_rows(self) -> Iterator[Row]:
+        batch = self.kind is Kind.BATCH
+        line = 0
+        while True:
+            try:
+                raw = self._binary.readline()
+            except OSError as exc:
+                raise self._fail(f"cannot read the file: {exc.strerror or exc}") from None
+            if not raw:
+                return
+            line += 1
+            if not raw.strip():
+                continue
+            try:
+                item = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                yield line, self._fail(f"is not valid JSON: {exc.msg}", line)
+                continue
+            if type(item) is not dict:
+                got = type(item).__name__
+                yield line, self._fail(f"must be a JSON object, got {got}", line)
+                continue
+            if batch:
+                unknown = sorted(item.keys() - _BATCH_KEYS)
+                if unknown:
+                    allowed = ", ".join(sorted(_BATCH_KEYS))
+                    message = f"not a key of a batch (allowed: {allowed})"
+                    yield (
+                        line,
+                        SourceError(self.path, message, line=line, field=unknown[0], item=item),
+                    )
+                    continue
+            if "phone_number" in item:
+                try:
+                    item["phone_number"] = _phone(item["phone_number"])
+                except ValueError as exc:
+                    yield (
+                        line,
+                        SourceError(
+                            self.path, str(exc), line=line, field="phone_number", item=item
+                        ),
+                    )
+                    continue
+            yield line, item
+
+
+def _problem_error(path: str, line: int, item: Wire, problems: list[Problem]) -> SourceError:
+    """One row's rule-set problems as one ``SourceError`` (the first named, the others
+    counted)."""
+    first = problems[0]
+    field = first.field.rpartition("].")[2] or first.field
+    more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+    return SourceError(path, first.message + more, line=line, field=field, item=item)
+
+
+def checked_rows(reader: RecordReader, rules: ItemRules) -> Iterator[Row]:
+    """``reader.rows()`` with every item also checked by the rule set: an item that breaks a
+    rule is replaced by a ``SourceError`` naming its line and field.
+
+    Rows are checked ``_CHECK_BLOCK`` at a time, so a block is held in memory, never more.
+    """
+    block: list[Row] = []
+    for row in reader.rows():
+        block.append(row)
+        if len(block) == _CHECK_BLOCK:
+            yield from _check_block(reader.path, block, rules)
+            block = []
+    if block:
+        yield from _check_block(reader.path, block, rules)
+
+
+def _check_block(path: str, block: list[Row], rules: ItemRules) -> list[Row]:
+    positions: list[int] = []
+    items: list[Wire] = []
+    for position, (_, item) in enumerate(block):
+        if not isinstance(item, SourceError):
+            positions.append(position)
+            items.append(item)
+    problems = check_items(items, rules)
+    if not problems:
+        return block
+    by_item: dict[int, list[Problem]] = {}
+    for problem in problems:
+        assert problem.index is not None
+        by_item.setdefault(problem.index, []).append(problem)
+    checked = block.copy()
+    for index, found in by_item.items():
+        position = positions[index]
+        line = block[position][0]
+        checked[position] = (line, _problem_error(path, line, items[index], found))
+    return checked
+
+
+class ItemStream:
+    """The valid items of a file, in order, as the mass sender reads them.
+
+    Iterating yields wire-form ``dict``s. At the first bad row it stops and keeps the error in
+    ``error``, unless ``on_skipped`` is given: then a bad row is handed to it and skipped
+    (counted in ``skipped``). File-level errors stop it too (``error``). ``line_of(index)``
+    maps an item's position in what was yielded back to its line in the file.
+    """
+
+    def __init__(
+        self,
+        reader: RecordReader,
+        rules: ItemRules,
+        *,
+        on_skipped: Callable[[SourceError], None] | None = None,
+    ) -> None:
+        """Stream the items of ``reader`` checked against ``rules``."""
+        self.reader = reader
+        self.rules = rules
+        self.on_skipped = on_skipped
+        self.error: SourceError | None = None
+        self.skipped = 0
+        self.yielded = 0
+        self._starts: list[int] = []
+        """Positions where the offset between line and position changes..."""
+        self._offsets: list[int] = []
+        """... and the offset from there on: a few entries for a well-formed file."""
+
+    def __iter__(self) -> Iterator[Wire]:
+        try:
+            for line, item in checked_rows(self.reader, self.rules):
+                if isinstance(item, SourceError):
+                    if self.on_skipped is None:
+                        self.error = item
+                        return
+                    self.skipped += 1
+                    self.on_skipped(item)
+                    continue
+                index = self.yielded
+                if not self._offsets or self._offsets[-1] != line - index:
+                    self._starts.append(index)
+                    self._offsets.append(line - index)
+                self.yielded += 1
+                yield item
+        except SourceError as exc:
+            self.error = exc
+
+    def line_of(self, index: int) -> int | None:
+        """The line of the item yielded at position ``index``."""
+        if not 0 <= index < self.yielded:
+            return None
+        return index + self._offsets[bisect.bisect_right(self._starts, index) - 1]
+
+
+# --- campaign files ---------------------------------------------------------------------
+
+
+def _toml_loads(path: str, text: str) -> Any:
+    """Parse TOML with ``tomllib`` (Python 3.11+) or ``tomli`` (the ``cli`` extra on 3.10)."""
+    for name in ("tomllib", "tomli"):
+        try:
+            module: Any = importlib.import_module(name)
+        except ModuleNotFoundError:
+            continue
+        try:
+            return module.loads(text)
+        except module.TOMLDecodeError as exc:
+            message = str(exc)
+            found = re.search(r"\(at line (\d+), column \d+\)", message)
+            line = int(found.group(1)) if found else None
+            raise SourceError(path, f"is not valid TOML: {message}", line=line) from None
+    raise SourceError(
+        path,
+        "TOML needs Python 3.11+ or the tomli package (pip install 'hyber-async[cli]'); "
+        "or write the campaign as JSON",
+    )
+
+
+def _campaign_keys() -> dict[str, frozenset[str]]:
+    """The keys a campaign file may use, from the models: ``""`` for the top level,
+    ``channel_options`` for the channels, and each channel's option names."""
+    keys = {"": frozenset(attrs.fields_dict(Campaign)), "channel_options": frozenset()}
+    for name, hint in get_type_hints(ChannelOptions).items():
+        options = next(t for t in get_args(hint) if attrs.has(t))
+        keys[name] = frozenset(attrs.fields_dict(options))
+    keys["channel_options"] = frozenset(keys) - {"", "channel_options"}
+    return keys
+
+
+def _unknown_key(wire: Mapping[str, Any]) -> Problem | None:
+    keys = _campaign_keys()
+    for key in wire:
+        if key not in keys[""]:
+            return Problem(key, f"not a campaign setting (known: {', '.join(sorted(keys['']))})")
+    options = wire.get("channel_options")
+    if not isinstance(options, Mapping):
+        return None
+    for channel, values in options.items():
+        if channel not in keys["channel_options"]:
+            known = ", ".join(sorted(keys["channel_options"]))
+            return Problem(f"channel_options.{channel}", f"unknown channel (known: {known})")
+        for key in values if isinstance(values, Mapping) else ():
+            if key not in keys[channel]:
+                known = ", ".join(sorted(keys[channel]))
+                return Problem(f"channel_options.{channel}.{key}", f"unknown option ({known})")
+    return None
+
+
+def _read_campaign_file(path: str) -> dict[str, Any]:
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".toml", ".json"):
+        raise SourceError(path, "a campaign file must end in .toml or .json")
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise SourceError(path, f"cannot read the file: {exc.strerror or exc}") from None
+    if suffix == ".json":
+        try:
+            wire = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise SourceError(path, f"is not valid JSON: {exc.msg}", line=exc.lineno) from None
+    else:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SourceError(path, "is not valid UTF-8 text") from None
+        wire = _toml_loads(path, text)
+    if not isinstance(wire, dict):
+        raise SourceError(path, "must hold an object of campaign settings")
+    return wire
+
+
+def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        current = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(current, Mapping):
+            merged[key] = _merge(current, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_campaign(
+    path: str | None,
+    kind: Kind,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    hint: Callable[[str], str | None] | None = None,
+) -> Campaign:
+    """The campaign of a TOML or JSON file (the wire keys of the envelope, as in the API),
+    with ``overrides`` (same shape) merged over it, checked for ``kind`` by the rule set.
+
+    Options of channels that are not listed are dropped. Any problem raises a ``SourceError``
+    naming the file (``"options"`` without one) and the field; ``hint(field)`` may add how to
+    set that field (e.g. the command-line flag).
+    """
+    origin = path if path is not None else "options"
+    wire = _merge(_read_campaign_file(path) if path is not None else {}, overrides or {})
+    problem = _unknown_key(wire)
+    problems = [problem] if problem else check_envelope(wire, kind)
+    if problems:
+        first = problems[0]
+        extra = hint(first.field) if hint else None
+        message = first.message + (f" ({extra})" if extra else "")
+        if len(problems) > 1:
+            message += f"; and {len(problems) - 1} more problems"
+        raise SourceError(origin, message, field=first.field)
+    listed = set(wire["channels"])
+    wire["channel_options"] = {k: v for k, v in wire["channel_options"].items() if k in listed}
+    try:
+        campaign: Campaign = converter.structure(wire, Campaign)
+    except Exception as exc:  # cattrs raises several types; any means "not a campaign"
+        raise SourceError(origin, f"cannot be read as a campaign: {exc}") from None
+    return campaign
