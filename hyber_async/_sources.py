@@ -287,7 +287,8 @@ def _problem_error(path: str, line: int, item: Wire, problems: list[Problem]) ->
     counted)."""
     first = problems[0]
     field = first.field.rpartition("].")[2] or first.field
-    more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+    count = len(problems) - 1
+    more = f" (and {count} more problem{'s' if count > 1 else ''})" if count else ""
     return SourceError(path, first.message + more, line=line, field=field, item=item)
 
 
@@ -495,7 +496,8 @@ def load_campaign(
         extra = hint(first.field) if hint else None
         message = first.message + (f" ({extra})" if extra else "")
         if len(problems) > 1:
-            message += f"; and {len(problems) - 1} more problems"
+            more = len(problems) - 1
+            message += f"; and {more} more problem{'s' if more > 1 else ''}"
         raise SourceError(origin, message, field=first.field)
     listed = set(wire["channels"])
     wire["channel_options"] = {k: v for k, v in wire["channel_options"].items() if k in listed}
