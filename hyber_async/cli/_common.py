@@ -71,12 +71,14 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "connection", "each defaults to its environment variable; the password is never printed"
     )
-    group.add_argument("--base-url", help="API base URL ($HYBER_BASE_URL)")
+    group.add_argument("--base-url", metavar="URL", help="API base URL ($HYBER_BASE_URL)")
     group.add_argument("--site", help="API site, e.g. eu (instead of --base-url)")
-    group.add_argument("--client-id", help="account id ($HYBER_CLIENT_ID)")
-    group.add_argument("--login", help="login ($HYBER_LOGIN)")
+    group.add_argument("--client-id", metavar="ID", help="account id ($HYBER_CLIENT_ID)")
+    group.add_argument("--login", metavar="LOGIN", help="login ($HYBER_LOGIN)")
     group.add_argument(
-        "--password", help="password ($HYBER_PASSWORD; prefer it: flags show in `ps`)"
+        "--password",
+        metavar="PASSWORD",
+        help="password ($HYBER_PASSWORD; prefer it: flags show in `ps`)",
     )
 
 

@@ -1,7 +1,9 @@
 """``hyber-async send batch|broadcast FILE``: send a campaign to the recipients of a file.
 
-The file (CSV or JSON Lines, see ``hyber_async._sources``) is streamed through
-``stream_batch`` / ``stream_broadcast``: never the whole file in memory. The campaign comes from
+The file is streamed through ``stream_batch`` / ``stream_broadcast``, never whole in memory.
+CSV: a header line names the columns: ``phone_number`` (digits, a leading ``+`` allowed),
+``extra_id`` (optional) and, for a batch, ``text``; in a broadcast every other column is a
+``%variable%``. JSON Lines: one object per line with the wire keys. The campaign comes from
 ``--campaign FILE`` (TOML or JSON: the envelope's wire keys) and the flags, which override it.
 
 Bad input: a bad row stops the send at its line. The rows before it were read and sent (the
@@ -85,7 +87,7 @@ def add(commands: Any) -> None:
     parser = commands.add_parser(
         "send",
         help="send a campaign to the recipients of a CSV or JSONL file",
-        description=__doc__,
+        description=(__doc__ or "").replace("``", ""),
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -105,9 +107,13 @@ def add(commands: Any) -> None:
     )
     for channel, option, kind, help_text in _OPTION_FLAGS:
         flag = f"--{channel}-{option.replace('_', '-')}"
-        campaign.add_argument(flag, dest=f"{channel}_{option}", type=kind, help=help_text)
+        metavar = "N" if kind is int else option.upper()
+        campaign.add_argument(
+            flag, dest=f"{channel}_{option}", type=kind, metavar=metavar, help=help_text
+        )
     for key, help_text in _TOP_FLAGS:
-        campaign.add_argument(f"--{key.replace('_', '-')}", dest=key, help=help_text)
+        flag = f"--{key.replace('_', '-')}"
+        campaign.add_argument(flag, dest=key, metavar=key.upper(), help=help_text)
 
     sending = parser.add_argument_group("sending")
     sending.add_argument(
@@ -123,12 +129,22 @@ def add(commands: Any) -> None:
     )
     sending.add_argument("--json", action="store_true", help="print a JSON summary")
     sending.add_argument(
-        "--chunk-size", type=int, default=MAX_ITEMS, help="items per request (max 50000)"
+        "--chunk-size",
+        type=int,
+        default=MAX_ITEMS,
+        metavar="N",
+        help="items per request (max 50000)",
     )
     sending.add_argument(
-        "--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="requests in flight"
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help="requests in flight",
     )
-    sending.add_argument("--max-rate", type=float, help="at most this many recipients per second")
+    sending.add_argument(
+        "--max-rate", type=float, metavar="R", help="at most this many recipients per second"
+    )
     sending.add_argument(
         "--sync", action="store_true", help="use the /sync endpoints (an answer per message)"
     )
