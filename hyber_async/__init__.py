@@ -54,7 +54,15 @@ from ._poller import (
     wait_for_jobs,
 )
 from ._reports import DeliveryReportReceiver, parse_delivery_reports
-from ._send_report import JobRef, Outcome, Progress, RecipientOutcome, SendReport
+from ._send_report import (
+    ChunkRecord,
+    ChunkState,
+    JobRef,
+    Outcome,
+    Progress,
+    RecipientOutcome,
+    SendReport,
+)
 from ._validation import MAX_ITEMS
 
 __version__ = "0.1.0"
@@ -72,6 +80,8 @@ __all__ = [
     "CampaignSummary",
     "Channel",
     "ChannelOptions",
+    "ChunkRecord",
+    "ChunkState",
     "Counts",
     "DeliveryReport",
     "DeliveryReportReceiver",

@@ -9,6 +9,7 @@ import re
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import anyio
 import httpx
@@ -18,6 +19,7 @@ from ._config import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_RETRY,
     DEFAULT_TIMEOUTS,
+    DR_SITE_URL,
     SITE_URL,
     RetryPolicy,
     Timeouts,
@@ -36,6 +38,7 @@ from ._models import (
     BatchRequest,
     BroadcastRequest,
     Campaign,
+    DeliveryReport,
     JobAccepted,
     JobStatus,
     Message,
@@ -50,9 +53,11 @@ from ._poller import (
     poll_jobs,
     wait_for_jobs,
 )
+from ._reconcile import reconcile
 from ._send_report import SendReport
 from ._sender import DEFAULT_CONCURRENCY, OnInvalid, ProgressCallback, stream
 from ._validation import MAX_ITEMS, Kind, check_items
+from .journal import Journal
 
 __all__ = ["HyberClient"]
 
@@ -109,7 +114,8 @@ class HyberClient:
     Use it as an async context manager; it owns one pooled ``httpx.AsyncClient`` (or uses the
     ``http_client`` you pass, and leaves it open). ``client_id``, ``login``, ``password`` and
     ``base_url`` fall back to ``$HYBER_CLIENT_ID``, ``$HYBER_LOGIN``, ``$HYBER_PASSWORD`` and
-    ``$HYBER_BASE_URL``; ``site="eu"`` means ``https://proxy-eu.hyber.im``.
+    ``$HYBER_BASE_URL``; ``site="eu"`` means ``https://proxy-eu.hyber.im`` (and
+    ``https://dr-v2-eu.hyber.im`` for delivery-report lookups, ``dr_base_url=`` to override).
 
     Every method validates its input before sending (``ValidationError``), bounds the whole call
     by ``timeouts.total`` and retries by ``retry``; see ``RetryPolicy`` for what is resent.
@@ -127,6 +133,7 @@ class HyberClient:
         retry: RetryPolicy = DEFAULT_RETRY,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         http_client: httpx.AsyncClient | None = None,
+        dr_base_url: str | None = None,
     ) -> None:
         self.client_id: str = _setting(client_id, "HYBER_CLIENT_ID", "client_id")
         self.login: str = _setting(login, "HYBER_LOGIN", "login")
@@ -134,6 +141,13 @@ class HyberClient:
             self.login, _setting(password, "HYBER_PASSWORD", "password")
         )
         self.base_url: httpx.URL = _base_url(site, base_url)
+        self.dr_base_url: httpx.URL = self.base_url
+        if dr_base_url is not None:
+            self.dr_base_url = _base_url(None, dr_base_url)
+        elif site is not None and base_url is None:
+            self.dr_base_url = httpx.URL(DR_SITE_URL.format(site=site))
+        """Where the delivery-report lookups go: ``https://dr-v2-{site}.hyber.im`` for a
+        ``site``, else ``base_url`` (the emulator serves both)."""
         self.timeouts = timeouts
         self.retry = retry
         self.max_connections = max_connections
@@ -145,7 +159,6 @@ class HyberClient:
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
         )
-        self._prefix = self.base_url.path.rstrip("/") + f"/{self.client_id}/"
 
     def __repr__(self) -> str:
         return (
@@ -221,6 +234,7 @@ class HyberClient:
         on_invalid: OnInvalid = "skip",
         run_id: str | None = None,
         report: SendReport | None = None,
+        journal: Journal | None = None,
     ) -> SendReport:
         """Send any number of batch messages; see ``stream_broadcast`` for the options."""
         return await stream(
@@ -236,6 +250,7 @@ class HyberClient:
             on_invalid=on_invalid,
             run_id=run_id,
             report=report,
+            journal=journal,
         )
 
     async def stream_broadcast(
@@ -251,6 +266,7 @@ class HyberClient:
         on_invalid: OnInvalid = "skip",
         run_id: str | None = None,
         report: SendReport | None = None,
+        journal: Journal | None = None,
     ) -> SendReport:
         """Send the campaign to any number of recipients and account for every one.
 
@@ -268,7 +284,9 @@ class HyberClient:
           rest; ``"abort"`` stops reading and sending at the first invalid item;
         - ``run_id``: prefix of the ``extra_id`` generated as ``{run_id}-{input index}`` for
           items without one (random by default);
-        - ``report``: a ``SendReport`` to fill, which stays yours if the call is cancelled.
+        - ``report``: a ``SendReport`` to fill, which stays yours if the call is cancelled;
+        - ``journal``: a ``hyber_async.journal.SqliteJournal`` recording every chunk durably;
+          the same call with the same journal and input resumes a campaign that stopped.
 
         Invalid campaign options raise ``ValidationError`` before anything is sent. After that
         nothing raises for a failed chunk: the returned ``SendReport`` partitions the input into
@@ -288,6 +306,7 @@ class HyberClient:
             on_invalid=on_invalid,
             run_id=run_id,
             report=report,
+            journal=journal,
         )
 
     # --- following a campaign ----------------------------------------------------------------
@@ -366,21 +385,58 @@ class HyberClient:
         except UnexpectedResponseError as exc:
             raise _with_extra_ids(exc, extra_ids) from None
 
+    async def get_delivery_report(
+        self, *, message_id: str | None = None, extra_id: str | None = None
+    ) -> DeliveryReport | None:
+        """The delivery report of one message, looked up by ``message_id`` or by your
+        ``extra_id`` (the DR lookup of the fuller GMS API); ``None`` when the server knows no
+        such message. A message that is not final yet has ``status`` -1."""
+        if (message_id is None) == (extra_id is None):
+            raise TypeError("give exactly one of message_id= and extra_id=")
+        path = (
+            f"api/dr/{quote(message_id, safe='')}/simple"
+            if message_id is not None
+            else f"api/dr/external/{quote(str(extra_id), safe='')}/simple"
+        )
+        try:
+            response = await self.request("GET", path, base=self.dr_base_url)
+        except APIError as error:
+            if error.status_code == 404:
+                return None
+            raise
+        return decode_answer(response, DeliveryReport)
+
+    async def reconcile(
+        self, report: SendReport, *, resend: bool = False, journal: Journal | None = None
+    ) -> SendReport:
+        """Resolve the ``UNKNOWN`` recipients of ``report`` by looking up their ``extra_id``.
+
+        Found ones become ``ACCEPTED``; the others ``NOT_SENT``, and with ``resend=True``
+        they are sent again (once: a request is atomic, so a chunk is probed by its first and
+        last recipient, and looked up one by one only when those two disagree). Pass the
+        send's ``journal`` to record the outcome. Returns ``report``, updated in place.
+        """
+        return await reconcile(self, report, resend=resend, journal=journal)
+
     async def request(
         self,
         method: str,
         path: str,
         content: bytes | None = None,
         extra_ids: Sequence[str] = (),
+        *,
+        base: httpx.URL | None = None,
     ) -> httpx.Response:
-        """Send one request to ``path`` (relative to ``/{client_id}/``) with retries.
+        """Send one request to ``path`` (relative to ``{base}/{client_id}/``, ``base`` being
+        ``base_url`` by default) with retries.
 
         Returns a successful response or raises: ``APIError`` for an error answer,
         ``NotSentError`` when the request never left, ``OutcomeUnknownError`` (carrying
         ``extra_ids``) when it may have been processed. The whole call, retries included,
         ends within ``timeouts.total`` seconds.
         """
-        url = self.base_url.copy_with(path=self._prefix + path)
+        base = base or self.base_url
+        url = base.copy_with(path=f"{base.path.rstrip('/')}/{self.client_id}/{path}")
         headers = {"Authorization": self._credentials.header}
         if content is not None:
             headers["Content-Type"] = "application/json"

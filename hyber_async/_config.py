@@ -25,6 +25,9 @@ eight leaves room for status polls beside a campaign."""
 SITE_URL: Final = "https://proxy-{site}.hyber.im"
 """Base URL of the mass-messaging endpoints for a Hyber ``site`` (e.g. ``"eu"``)."""
 
+DR_SITE_URL: Final = "https://dr-v2-{site}.hyber.im"
+"""Base URL of the delivery-report lookups for a Hyber ``site``."""
+
 
 @attrs.frozen
 class Timeouts:

@@ -9,10 +9,11 @@ input ranges, and every recipient that was not accepted, one by one.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
+import orjson
 
 from ._errors import (
     APIError,
@@ -106,6 +107,8 @@ class RecipientOutcome:
     outcome: Outcome
     reason: str
     error_code: int | None = None
+    sent: bool = attrs.field(default=True, repr=False)
+    """Whether the item was part of the request (``False`` for an invalid item)."""
 
 
 @attrs.frozen
@@ -122,11 +125,12 @@ class JobRef:
 
 @attrs.define(eq=False)
 class ChunkRecord:
-    """The whole state of one chunk, in one place (what a journal records).
+    """The whole state of one chunk, in one place: what a journal records and restores.
 
-    ``members`` are the ``(input index, phone_number, extra_id)`` of the items sent in the
-    request; they are kept only while the chunk is in flight or when it did not end accepted,
-    so an accepted campaign costs no memory per recipient.
+    ``body`` is the request as sent (the encoded items with the campaign envelope). It is kept
+    while the chunk is queued or in flight, and afterwards only when the chunk did not end
+    accepted, so that its recipients can be listed, reconciled and sent again; an accepted
+    campaign costs no memory per recipient.
     """
 
     number: int
@@ -140,14 +144,34 @@ class ChunkRecord:
     """Items that went into the request (``size`` minus the invalid ones)."""
     excluded: list[RecipientOutcome] = attrs.field(factory=list)
     """Items of the chunk with an outcome of their own: invalid ones (``NOT_SENT``, not part of
-    the request) and, for sync requests, those the server rejected one by one (``REJECTED``) or
-    left out of its answer (``UNKNOWN``)."""
-    members: Sequence[tuple[int, Any, str]] = ()
+    the request) and items whose own answer differs from the chunk's (rejected or missing in a
+    sync answer, or found and accepted by reconciliation)."""
+    body: bytes = attrs.field(default=b"", repr=False)
+    indices: list[int] | None = attrs.field(default=None, repr=False)
+    """Input positions of the sent items when some of the chunk were left out, else ``None``."""
+    digest: bytes = attrs.field(default=b"", repr=False)
+    """Digest of the body as first prepared, by which a journal recognises the same input."""
 
     @property
     def outcome(self) -> Outcome | None:
         """The outcome of the chunk's sent items, or ``None`` while not final."""
         return self.state.outcome
+
+    def members(self) -> list[tuple[int, Any, str]]:
+        """``(input index, phone_number, extra_id)`` of each sent item, in request order."""
+        if not self.body:
+            return []
+        request = orjson.loads(self.body)
+        items = request.get("recipients", request.get("messages", []))
+        positions = self.indices or range(self.first_index, self.first_index + len(items))
+        return [
+            (index, item.get("phone_number"), item["extra_id"])
+            for index, item in zip(positions, items, strict=True)
+        ]
+
+    def sent_with_own_outcome(self) -> int:
+        """Sent items counted through ``excluded`` rather than through the chunk's state."""
+        return sum(item.sent for item in self.excluded)
 
 
 @attrs.frozen
@@ -188,6 +212,8 @@ class SendReport:
 
     run_id: str = ""
     """Prefix of the ``extra_id`` generated for recipients that had none."""
+    endpoint: str = ""
+    """Path of the endpoint the chunks went to (``broadcast``, ``batch/sync``, ...)."""
     chunks: list[ChunkRecord] = attrs.field(factory=list)
     read: int = 0
     """Recipients read from the input."""
@@ -203,7 +229,7 @@ class SendReport:
             for item in chunk.excluded:
                 total += item.outcome is outcome
             if chunk.outcome is outcome:
-                total += chunk.sent - _answered_one_by_one(chunk)
+                total += chunk.sent - chunk.sent_with_own_outcome()
         return total
 
     @property
@@ -235,7 +261,7 @@ class SendReport:
     def jobs(self) -> list[JobRef]:
         """Accepted async jobs with their chunk's input range, in input order."""
         return [
-            JobRef(c.job_id, c.first_index, c.size, c.sent - _answered_one_by_one(c))
+            JobRef(c.job_id, c.first_index, c.size, c.sent - c.sent_with_own_outcome())
             for c in self.chunks
             if c.job_id is not None and c.state is ChunkState.ACCEPTED
         ]
@@ -250,16 +276,14 @@ class SendReport:
         for chunk in self.chunks:
             outcome = chunk.outcome
             own = {item.index: item for item in chunk.excluded}
-            if outcome is None or outcome is Outcome.ACCEPTED:
-                yield from sorted(own.values(), key=_by_index)
-                continue
-            reason = chunk.reason or outcome.value
-            merged = [
-                RecipientOutcome(index, phone, extra_id, outcome, reason, chunk.error_code)
-                for index, phone, extra_id in chunk.members
-                if index not in own
-            ]
-            merged.extend(own.values())
+            merged = [item for item in own.values() if item.outcome is not Outcome.ACCEPTED]
+            if outcome is not None and outcome is not Outcome.ACCEPTED:
+                reason = chunk.reason or outcome.value
+                merged.extend(
+                    RecipientOutcome(index, phone, extra_id, outcome, reason, chunk.error_code)
+                    for index, phone, extra_id in chunk.members()
+                    if index not in own
+                )
             yield from sorted(merged, key=_by_index)
 
     def __repr__(self) -> str:
@@ -268,11 +292,6 @@ class SendReport:
             f"SendReport(read={self.read}, {counts}, jobs={len(self.jobs)}, "
             f"complete={self.complete})"
         )
-
-
-def _answered_one_by_one(chunk: ChunkRecord) -> int:
-    """Sent items with an outcome of their own (sync answers); invalid ones were not sent."""
-    return sum(item.outcome is not Outcome.NOT_SENT for item in chunk.excluded)
 
 
 def _by_index(item: RecipientOutcome) -> int:

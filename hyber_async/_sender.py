@@ -12,6 +12,7 @@ Every chunk's state lives in its ``ChunkRecord``; the workers move it from ``PEN
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import inspect
 import logging
 import math
@@ -21,7 +22,6 @@ from itertools import repeat
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
-import attrs
 import orjson
 
 from ._chunking import chunked
@@ -38,11 +38,21 @@ from ._send_report import (
     outcome_of_error,
 )
 from ._validation import MAX_ITEMS, Kind, check_items
+from .journal import JournalMismatchError
 
 if TYPE_CHECKING:
     from ._client import HyberClient
+    from .journal import Journal
 
-__all__ = ["DEFAULT_CONCURRENCY", "OnInvalid", "ProgressCallback", "stream"]
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "OnInvalid",
+    "ProgressCallback",
+    "deliver_again",
+    "endpoint",
+    "fingerprint",
+    "stream",
+]
 
 logger = logging.getLogger("hyber_async")
 
@@ -53,33 +63,157 @@ OnInvalid = Literal["skip", "abort"]
 ProgressCallback = Callable[[Progress], Awaitable[None] | None]
 
 
-@attrs.define(eq=False)
-class _Prepared:
-    """A chunk ready to send: its record and its encoded body.
+class _Delivery:
+    """Sends prepared chunks and settles them: the half of a send that a reconciliation's
+    resend shares with ``stream``."""
 
-    The items' dicts are let go once encoded; the few chunks that do not end accepted read
-    their members back from the body.
-    """
+    def __init__(
+        self,
+        client: HyberClient,
+        path: str,
+        report: SendReport,
+        *,
+        journal: Journal | None,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        self.client = client
+        self.path = path
+        self.sync = path.endswith("/sync")
+        self.report = report
+        self.journal = journal
+        self.on_progress = on_progress
+        self.counts = dict.fromkeys(Outcome, 0)
+        self.unfinished: dict[int, ChunkRecord] = {}
+        """Chunks prepared but not final yet, by number: queued or in flight."""
+        self.started = anyio.current_time()
+        self.chunks_done = 0
 
-    record: ChunkRecord
-    body: bytes
-    items_key: str
-    indices: list[int] | None
-    """Input positions of the sent items when some of the chunk were left out, else ``None``."""
+    async def _worker(self, receive: anyio.abc.ObjectReceiveStream[ChunkRecord]) -> None:
+        async with receive:
+            async for record in receive:
+                await self._deliver(record)
 
-    def members(self) -> list[tuple[int, Any, str]]:
-        """``(input index, phone_number, extra_id)`` of each sent item, in request order."""
-        sent = orjson.loads(self.body)[self.items_key]
-        first = self.record.first_index
-        positions = self.indices or range(first, first + len(sent))
-        return [
-            (index, item.get("phone_number"), item["extra_id"])
-            for index, item in zip(positions, sent, strict=True)
-        ]
+    async def _deliver(self, record: ChunkRecord) -> None:
+        record.state = ChunkState.IN_FLIGHT
+        self._save(record)
+        try:
+            response = await self.client.request("POST", self.path, record.body)
+        except HyberError as error:
+            record.error_code = getattr(error, "error_code", None)
+            self._finish(record, ChunkState(outcome_of_error(error).value), str(error))
+        else:
+            try:
+                if self.sync:
+                    self._apply_sync_answer(record, decode_answer(response, SyncResult))
+                else:
+                    record.job_id = decode_answer(response, JobAccepted).job_id
+            except HyberError as error:
+                self._finish(record, ChunkState.UNKNOWN, str(error))
+            else:
+                self._finish(record, ChunkState.ACCEPTED, None)
+        await self._progress()
+
+    def _apply_sync_answer(self, record: ChunkRecord, answer: SyncResult) -> None:
+        """Give each sent item of a sync request the outcome the server answered for it."""
+        results = answer.messages
+        members = record.members()
+        in_order = len(results) == len(members) and all(
+            r.extra_id == m[2] for r, m in zip(results, members, strict=True)
+        )
+        by_extra_id = {} if in_order else {r.extra_id: r for r in results}
+        for position, (index, phone, extra_id) in enumerate(members):
+            result = results[position] if in_order else by_extra_id.get(extra_id)
+            if result is None:
+                reason = "missing from the sync answer"
+                record.excluded.append(
+                    RecipientOutcome(index, phone, extra_id, Outcome.UNKNOWN, reason)
+                )
+            elif result.accepted is False or result.error_code is not None:
+                reason = result.error_text or "rejected by the server"
+                record.excluded.append(
+                    RecipientOutcome(
+                        index, phone, extra_id, Outcome.REJECTED, reason, result.error_code
+                    )
+                )
+
+    def _finish(
+        self, record: ChunkRecord, state: ChunkState, reason: str | None, *, journal: bool = True
+    ) -> None:
+        """Move ``record`` to a final ``state``, count its items, and journal it."""
+        record.state = state
+        record.reason = reason
+        self.unfinished.pop(record.number, None)
+        if journal:
+            self._save(record)
+        if state is ChunkState.ACCEPTED:
+            record.body = b""
+        own = 0
+        for item in record.excluded:
+            self.counts[item.outcome] += 1
+            own += item.sent
+        outcome = state.outcome
+        assert outcome is not None
+        self.counts[outcome] += record.sent - own
+        self.chunks_done += 1
+
+    def _save(self, record: ChunkRecord) -> None:
+        if self.journal is not None and record.digest:
+            self.journal.save(record)
+
+    def _settle_unfinished(self) -> None:
+        """After a cancellation: queued chunks were not sent, in-flight ones may have been."""
+        for record in list(self.unfinished.values()):
+            if record.state is ChunkState.PENDING:
+                self._finish(record, ChunkState.NOT_SENT, "cancelled before sending")
+            else:
+                self._finish(record, ChunkState.UNKNOWN, "cancelled while in flight")
+
+    async def _progress(self) -> None:
+        if self.on_progress is None:
+            return
+        counts = self.counts
+        progress = Progress(
+            read=self.report.read,
+            accepted=counts[Outcome.ACCEPTED],
+            rejected=counts[Outcome.REJECTED],
+            not_sent=counts[Outcome.NOT_SENT],
+            unknown=counts[Outcome.UNKNOWN],
+            chunks_done=self.chunks_done,
+            elapsed=anyio.current_time() - self.started,
+        )
+        result = self.on_progress(progress)
+        if inspect.isawaitable(result):
+            await result
 
 
-class _Sender:
-    """One streaming send: its options, its report and its running counts."""
+IN_FLIGHT_AT_STOP = "in flight when the previous run stopped: reconcile before sending again"
+
+
+def digest(body: bytes) -> bytes:
+    """What the journal keeps of a request body to recognise the same input on a resume."""
+    return hashlib.blake2b(body, digest_size=16).digest()
+
+
+def fingerprint(kind: Kind, envelope: Envelope, chunk_size: int, sync: bool) -> str:
+    """What identifies a campaign to a journal: endpoint, envelope and chunking."""
+    identity = [kind.value, sync, chunk_size, envelope.wire]
+    return hashlib.sha256(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _give_extra_ids(wire: list[Any], first: int, run_id: str) -> None:
+    """Give every item without an ``extra_id`` the stable ``{run_id}-{input index}``."""
+    try:
+        if None not in map(dict.get, wire, repeat("extra_id")):
+            return
+    except TypeError:  # a non-dict item, which validation will name
+        pass
+    for offset, item in enumerate(wire):
+        if type(item) is dict and item.get("extra_id") is None:
+            wire[offset] = {**item, "extra_id": f"{run_id}-{first + offset}"}
+
+
+class _Sender(_Delivery):
+    """One streaming send: reads, checks and encodes the input, and delivers it."""
 
     def __init__(
         self,
@@ -94,27 +228,24 @@ class _Sender:
         on_progress: ProgressCallback | None,
         on_invalid: OnInvalid,
         report: SendReport,
+        journal: Journal | None,
     ) -> None:
-        self.client = client
+        super().__init__(
+            client, endpoint(kind, sync), report, journal=journal, on_progress=on_progress
+        )
         self.kind = kind
         self.envelope = envelope
-        self.path = f"{kind.value}/sync" if sync else kind.value
-        self.sync = sync
         self.chunk_size = chunk_size
         self.concurrency = concurrency
         self.max_rate = max_rate
-        self.on_progress = on_progress
         self.on_invalid = on_invalid
-        self.report = report
-        self.counts = dict.fromkeys(Outcome, 0)
-        self.unfinished: dict[int, _Prepared] = {}
-        """Chunks prepared but not final yet, by number: queued or in flight."""
-        self.started = anyio.current_time()
+        self.journal_entries = journal.entries() if journal is not None else {}
+        self.refusal: JournalMismatchError | None = None
+        """Why the journal refused the input, raised once everything in flight has settled."""
         self.next_send = self.started
-        self.chunks_done = 0
 
     async def run(self, items: Iterable[Any] | AsyncIterable[Any]) -> None:
-        send, receive = anyio.create_memory_object_stream[_Prepared](0)
+        send, receive = anyio.create_memory_object_stream[ChunkRecord](0)
         try:
             async with anyio.create_task_group() as tg:
                 for _ in range(self.concurrency):
@@ -125,24 +256,32 @@ class _Sender:
             self.report.complete = self.report.aborted is None
         finally:
             self._settle_unfinished()
+        if self.refusal is not None:
+            raise self.refusal
 
     async def _produce(
         self,
         items: Iterable[Any] | AsyncIterable[Any],
-        send: anyio.abc.ObjectSendStream[_Prepared],
+        send: anyio.abc.ObjectSendStream[ChunkRecord],
     ) -> None:
         async with contextlib.aclosing(chunked(items, self.chunk_size)) as chunks:
             async for chunk in chunks:
-                prepared = self._prepare(chunk)
-                if prepared is None:
+                try:
+                    record = self._prepare(chunk)
+                except JournalMismatchError as refusal:
+                    self.refusal = refusal
+                    self.report.aborted = str(refusal)
+                    return
+                if record is None:
                     if self.report.aborted is not None:
                         return
                     continue
-                await self._pace(prepared.record.sent)
-                await send.send(prepared)
+                await self._pace(record.sent)
+                await send.send(record)
 
-    def _prepare(self, items: list[Any]) -> _Prepared | None:
-        """Convert, check and encode one chunk; record it. ``None`` when nothing is to be sent."""
+    def _prepare(self, items: list[Any]) -> ChunkRecord | None:
+        """Convert, check and encode one chunk; record it. ``None`` when nothing is to be sent
+        (every item invalid, the send aborted, or the journal says it is done)."""
         report = self.report
         first = report.read
         report.read += len(items)
@@ -151,7 +290,6 @@ class _Sender:
         wire = to_wire_items(items)
         _give_extra_ids(wire, first, report.run_id)
         problems = check_items(wire, self.envelope.rules, first_index=first)
-        indices: list[int] | None = None
         if problems:
             invalid = _by_item(problems)
             if self.on_invalid == "abort":
@@ -161,15 +299,49 @@ class _Sender:
                 _invalid_outcome(index, wire[index - first], found)
                 for index, found in invalid.items()
             )
-            indices = [i for i in range(first, first + len(wire)) if i not in invalid]
-            wire = [wire[i - first] for i in indices]
+            record.indices = [i for i in range(first, first + len(wire)) if i not in invalid]
+            wire = [wire[i - first] for i in record.indices]
             if not wire:
                 self._finish(record, ChunkState.NOT_SENT, "every item of the chunk is invalid")
                 return None
         record.sent = len(wire)
-        prepared = _Prepared(record, self.envelope.body(wire), self.kind.items_key, indices)
-        self.unfinished[record.number] = prepared
-        return prepared
+        record.body = self.envelope.body(wire)
+        if self.journal is not None:
+            record.digest = digest(record.body)
+            if self._resumed(record):
+                return None
+        self.unfinished[record.number] = record
+        return record
+
+    def _resumed(self, record: ChunkRecord) -> bool:
+        """Take the journal's word for a chunk it has seen; True when it is not to be sent."""
+        previous = self.journal_entries.get(record.number)
+        if previous is None:
+            return False
+        if (previous.first_index, previous.size, previous.digest) != (
+            record.first_index,
+            record.size,
+            record.digest,
+        ):
+            self._finish(
+                record, ChunkState.NOT_SENT, "refused: not the journal's input", journal=False
+            )
+            raise JournalMismatchError(
+                f"chunk {record.number} (input items {record.first_index} to "
+                f"{record.first_index + record.size - 1}) differs from the journal: the input "
+                "changed since the first run; nothing of it was sent"
+            )
+        if previous.state in (ChunkState.PENDING, ChunkState.NOT_SENT):
+            return False
+        record.job_id = previous.job_id
+        record.error_code = previous.error_code
+        record.excluded = previous.excluded
+        if previous.state in (ChunkState.ACCEPTED, ChunkState.REJECTED):
+            self._finish(record, previous.state, previous.reason, journal=False)
+        else:
+            reason = previous.reason if previous.state is ChunkState.UNKNOWN else None
+            self._finish(record, ChunkState.UNKNOWN, reason or IN_FLIGHT_AT_STOP)
+        return True
 
     def _abort(
         self, record: ChunkRecord, wire: list[Any], invalid: dict[int, list[Problem]]
@@ -195,114 +367,36 @@ class _Sender:
             await anyio.sleep(self.next_send - now)
         self.next_send = max(now, self.next_send) + count / self.max_rate
 
-    async def _worker(self, receive: anyio.abc.ObjectReceiveStream[_Prepared]) -> None:
-        async with receive:
-            async for prepared in receive:
-                await self._deliver(prepared)
 
-    async def _deliver(self, prepared: _Prepared) -> None:
-        record = prepared.record
-        record.state = ChunkState.IN_FLIGHT
-        try:
-            response = await self.client.request("POST", self.path, prepared.body)
-        except HyberError as error:
-            record.error_code = getattr(error, "error_code", None)
-            state = ChunkState(outcome_of_error(error).value)
-            self._finish(record, state, str(error), prepared)
-        else:
-            try:
-                if self.sync:
-                    self._apply_sync_answer(prepared, decode_answer(response, SyncResult))
-                else:
-                    record.job_id = decode_answer(response, JobAccepted).job_id
-            except HyberError as error:
-                self._finish(record, ChunkState.UNKNOWN, str(error), prepared)
-            else:
-                self._finish(record, ChunkState.ACCEPTED, None, prepared)
-        await self._progress()
-
-    def _apply_sync_answer(self, prepared: _Prepared, answer: SyncResult) -> None:
-        """Give each sent item of a sync request the outcome the server answered for it."""
-        results = answer.messages
-        members = prepared.members()
-        in_order = len(results) == len(members) and all(
-            r.extra_id == m[2] for r, m in zip(results, members, strict=True)
-        )
-        by_extra_id = {} if in_order else {r.extra_id: r for r in results}
-        for position, (index, phone, extra_id) in enumerate(members):
-            result = results[position] if in_order else by_extra_id.get(extra_id)
-            if result is None:
-                reason = "missing from the sync answer"
-                prepared.record.excluded.append(
-                    RecipientOutcome(index, phone, extra_id, Outcome.UNKNOWN, reason)
-                )
-            elif result.accepted is False or result.error_code is not None:
-                reason = result.error_text or "rejected by the server"
-                prepared.record.excluded.append(
-                    RecipientOutcome(
-                        index, phone, extra_id, Outcome.REJECTED, reason, result.error_code
-                    )
-                )
-
-    def _finish(
-        self,
-        record: ChunkRecord,
-        state: ChunkState,
-        reason: str | None,
-        prepared: _Prepared | None = None,
-    ) -> None:
-        """Move ``record`` to a final ``state`` and count its items."""
-        record.state = state
-        record.reason = reason
-        self.unfinished.pop(record.number, None)
-        if prepared is not None and state is not ChunkState.ACCEPTED:
-            record.members = prepared.members()
-        own = 0
-        for item in record.excluded:
-            self.counts[item.outcome] += 1
-            own += item.outcome is not Outcome.NOT_SENT
-        outcome = state.outcome
-        assert outcome is not None
-        self.counts[outcome] += record.sent - own
-        self.chunks_done += 1
-
-    def _settle_unfinished(self) -> None:
-        """After a cancellation: queued chunks were not sent, in-flight ones may have been."""
-        for prepared in list(self.unfinished.values()):
-            if prepared.record.state is ChunkState.PENDING:
-                state, reason = ChunkState.NOT_SENT, "cancelled before sending"
-            else:
-                state, reason = ChunkState.UNKNOWN, "cancelled while in flight"
-            self._finish(prepared.record, state, reason, prepared)
-
-    async def _progress(self) -> None:
-        if self.on_progress is None:
-            return
-        counts = self.counts
-        progress = Progress(
-            read=self.report.read,
-            accepted=counts[Outcome.ACCEPTED],
-            rejected=counts[Outcome.REJECTED],
-            not_sent=counts[Outcome.NOT_SENT],
-            unknown=counts[Outcome.UNKNOWN],
-            chunks_done=self.chunks_done,
-            elapsed=anyio.current_time() - self.started,
-        )
-        result = self.on_progress(progress)
-        if inspect.isawaitable(result):
-            await result
+def endpoint(kind: Kind, sync: bool) -> str:
+    """The path of the endpoint a chunk of ``kind`` goes to."""
+    return f"{kind.value}/sync" if sync else kind.value
 
 
-def _give_extra_ids(wire: list[Any], first: int, run_id: str) -> None:
-    """Give every item without an ``extra_id`` the stable ``{run_id}-{input index}``."""
+async def deliver_again(
+    client: HyberClient,
+    report: SendReport,
+    records: list[ChunkRecord],
+    *,
+    journal: Journal | None,
+    concurrency: int,
+) -> None:
+    """Send ``records`` again (their ``body`` rebuilt by the caller) as ``stream`` would."""
+    delivery = _Delivery(client, report.endpoint, report, journal=journal)
+    limiter = anyio.CapacityLimiter(min(concurrency, client.max_connections))
+
+    async def deliver(record: ChunkRecord) -> None:
+        async with limiter:
+            await delivery._deliver(record)
+
     try:
-        if None not in map(dict.get, wire, repeat("extra_id")):
-            return
-    except TypeError:  # a non-dict item, which validation will name
-        pass
-    for offset, item in enumerate(wire):
-        if type(item) is dict and item.get("extra_id") is None:
-            wire[offset] = {**item, "extra_id": f"{run_id}-{first + offset}"}
+        async with anyio.create_task_group() as tasks:
+            for record in records:
+                record.state = ChunkState.PENDING
+                delivery.unfinished[record.number] = record
+                tasks.start_soon(deliver, record)
+    finally:
+        delivery._settle_unfinished()
 
 
 def _by_item(problems: list[Problem]) -> dict[int, list[Problem]]:
@@ -314,16 +408,13 @@ def _by_item(problems: list[Problem]) -> dict[int, list[Problem]]:
 
 
 def _item_outcome(index: int, item: Any, outcome: Outcome, reason: str) -> RecipientOutcome:
+    """The outcome of an item that is not part of any request (invalid, or aborted before)."""
+    phone = extra_id = None
     if isinstance(item, dict):
-        extra_id = item.get("extra_id")
-        return RecipientOutcome(
-            index,
-            item.get("phone_number"),
-            extra_id if isinstance(extra_id, str) else None,
-            outcome,
-            reason,
-        )
-    return RecipientOutcome(index, None, None, outcome, reason)
+        phone = item.get("phone_number")
+        given = item.get("extra_id")
+        extra_id = given if isinstance(given, str) else None
+    return RecipientOutcome(index, phone, extra_id, outcome, reason, sent=False)
 
 
 def _invalid_outcome(index: int, item: Any, problems: list[Problem]) -> RecipientOutcome:
@@ -345,6 +436,7 @@ async def stream(
     on_invalid: OnInvalid = "skip",
     run_id: str | None = None,
     report: SendReport | None = None,
+    journal: Journal | None = None,
 ) -> SendReport:
     """Send any number of items as ``kind`` requests of at most ``chunk_size``; see
     ``HyberClient.stream_broadcast`` for the options."""
@@ -361,6 +453,12 @@ async def stream(
         raise ValueError(f"on_invalid must be 'skip' or 'abort', got {on_invalid!r}")
     report = report if report is not None else SendReport()
     report.run_id = run_id or report.run_id or uuid.uuid4().hex[:16]
+    report.endpoint = endpoint(kind, sync)
+    if journal is not None:
+        recorded = journal.open_run(fingerprint(kind, envelope, chunk_size, sync), report.run_id)
+        if run_id is not None and recorded != run_id:
+            raise JournalMismatchError(f"the journal records run {recorded!r}, not {run_id!r}")
+        report.run_id = recorded
     sender = _Sender(
         client,
         kind,
@@ -372,6 +470,7 @@ async def stream(
         on_progress=on_progress,
         on_invalid=on_invalid,
         report=report,
+        journal=journal,
     )
     await sender.run(items)
     return report

@@ -29,6 +29,8 @@ EXPECTED_ALL = [
     "CampaignSummary",
     "Channel",
     "ChannelOptions",
+    "ChunkRecord",
+    "ChunkState",
     "Counts",
     "DeliveryReport",
     "DeliveryReportReceiver",

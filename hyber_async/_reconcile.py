@@ -1,0 +1,109 @@
+"""Reconciliation: turn ``UNKNOWN`` recipients into known ones by looking up their ``extra_id``.
+
+A batch or broadcast request is accepted or refused as a whole, so a chunk whose request may
+have been processed is probed by its first and last recipient: both found means the chunk was
+accepted, neither found means it was not. Only when the two disagree (a store that lags, a
+partial answer) is every recipient of the chunk looked up. Recipients found become ``ACCEPTED``;
+the others become ``NOT_SENT``, and are sent again only when the caller asks.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import orjson
+
+from ._send_report import ChunkRecord, ChunkState, Outcome, RecipientOutcome, SendReport
+from ._sender import deliver_again
+
+if TYPE_CHECKING:
+    from ._client import HyberClient
+    from .journal import Journal
+
+__all__ = ["FOUND", "NOT_FOUND", "reconcile"]
+
+FOUND = "found by its extra_id at reconciliation"
+NOT_FOUND = "not found by its extra_id at reconciliation"
+LOOKUP_CONCURRENCY = 8
+"""Lookups in flight at once (capped by the client's pool)."""
+
+
+async def reconcile(
+    client: HyberClient,
+    report: SendReport,
+    *,
+    resend: bool = False,
+    journal: Journal | None = None,
+) -> SendReport:
+    """Resolve every ``UNKNOWN`` chunk of ``report``; see ``HyberClient.reconcile``."""
+    limiter = anyio.CapacityLimiter(min(LOOKUP_CONCURRENCY, client.max_connections))
+
+    async def found(extra_id: str) -> bool:
+        async with limiter:
+            return await client.get_delivery_report(extra_id=extra_id) is not None
+
+    to_resend: list[ChunkRecord] = []
+    for chunk in report.chunks:
+        if chunk.state is not ChunkState.UNKNOWN or not chunk.body:
+            continue
+        own = {item.index for item in chunk.excluded}
+        members = [m for m in chunk.members() if m[0] not in own]
+        if not members:
+            continue
+        probes = await _lookup(found, {members[0][2], members[-1][2]})
+        if all(probes.values()):
+            _settle(chunk, ChunkState.ACCEPTED, FOUND, journal)
+            continue
+        found_ids: set[str] = set()
+        if any(probes.values()):
+            seen = await _lookup(found, {extra_id for _, _, extra_id in members})
+            found_ids = {extra_id for extra_id, hit in seen.items() if hit}
+        chunk.excluded.extend(
+            RecipientOutcome(index, phone, extra_id, Outcome.ACCEPTED, FOUND)
+            for index, phone, extra_id in members
+            if extra_id in found_ids
+        )
+        if resend:
+            _keep_only(chunk, [m for m in members if m[2] not in found_ids])
+            to_resend.append(chunk)
+        else:
+            _settle(chunk, ChunkState.NOT_SENT, NOT_FOUND, journal)
+    if to_resend:
+        await deliver_again(
+            client, report, to_resend, journal=journal, concurrency=LOOKUP_CONCURRENCY
+        )
+    return report
+
+
+async def _lookup(found: Any, extra_ids: set[str]) -> dict[str, bool]:
+    seen: dict[str, bool] = {}
+
+    async def one(extra_id: str) -> None:
+        seen[extra_id] = await found(extra_id)
+
+    async with anyio.create_task_group() as tasks:
+        for extra_id in extra_ids:
+            tasks.start_soon(one, extra_id)
+    return seen
+
+
+def _settle(chunk: ChunkRecord, state: ChunkState, reason: str, journal: Journal | None) -> None:
+    chunk.state = state
+    chunk.reason = reason
+    if journal is not None and chunk.digest:
+        journal.save(chunk)
+    if state is ChunkState.ACCEPTED:
+        chunk.body = b""
+
+
+def _keep_only(chunk: ChunkRecord, missing: list[tuple[int, Any, str]]) -> None:
+    """Rebuild ``chunk``'s body with only its ``missing`` recipients, to send them again.
+
+    ``sent`` stays: the recipients found are counted through ``excluded``."""
+    request = orjson.loads(chunk.body)
+    key = "recipients" if "recipients" in request else "messages"
+    wanted = {extra_id for _, _, extra_id in missing}
+    request[key] = [item for item in request[key] if item["extra_id"] in wanted]
+    chunk.body = orjson.dumps(request)
+    chunk.indices = [index for index, _, _ in missing]
