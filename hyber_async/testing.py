@@ -57,13 +57,21 @@ class EmulatedClient:
 
 @contextlib.asynccontextmanager
 async def serve_emulator(
-    emulator: Emulator | None = None, *, host: str = "127.0.0.1", port: int = 0
+    emulator: Emulator | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    keep_alive: float | None = None,
 ) -> AsyncIterator[str]:
     """Serve ``emulator`` (a new default one when ``None``) on a loopback socket with uvicorn,
     in a background thread with its own event loop (so trio tests can use it too); yield its
-    base URL and stop it cleanly on exit. Its background work runs in that thread."""
+    base URL and stop it cleanly on exit. Its background work runs in that thread.
+
+    ``keep_alive``: seconds the server keeps an idle keep-alive connection open before closing
+    it (uvicorn's default, 5, when ``None``); a short one makes it close connections between
+    your requests."""
     app = emulator if emulator is not None else create_app()
-    server = running_server(app, host, port)
+    server = running_server(app, host, port, keep_alive=keep_alive)
     url = await anyio.to_thread.run_sync(server.__enter__)
     try:
         yield url
@@ -77,10 +85,15 @@ def _exit(server: contextlib.AbstractContextManager[str]) -> None:
 
 @contextlib.contextmanager
 def serving_emulator(
-    emulator: Emulator | None = None, *, host: str = "127.0.0.1", port: int = 0
+    emulator: Emulator | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    keep_alive: float | None = None,
 ) -> Iterator[str]:
     """Blocking twin of ``serve_emulator`` for synchronous code and fixtures."""
-    with running_server(emulator if emulator is not None else create_app(), host, port) as url:
+    app = emulator if emulator is not None else create_app()
+    with running_server(app, host, port, keep_alive=keep_alive) as url:
         yield url
 
 
@@ -90,6 +103,7 @@ async def emulated_client(
     *,
     emulator: Emulator | None = None,
     socket: bool = False,
+    keep_alive: float | None = None,
     **client_kwargs: Any,
 ) -> AsyncIterator[EmulatedClient]:
     """A ``HyberClient`` logged in as the emulator's first account, and the emulator.
@@ -97,16 +111,19 @@ async def emulated_client(
     Give a ``config`` or a ready ``emulator`` (not both); ``client_kwargs`` go to
     ``HyberClient`` (e.g. ``timeouts=``, ``retry=``). In-process, the emulator's background
     work (delivery-report callbacks) runs in a task group for the duration of the block.
+    ``keep_alive`` (with ``socket=True`` only) is the server's, as in ``serve_emulator``.
     """
     if emulator is not None and config is not None:
         raise TypeError("pass config= or emulator=, not both")
+    if keep_alive is not None and not socket:
+        raise TypeError("keep_alive= needs socket=True (there is no connection in-process)")
     if emulator is None:
         emulator = create_app(config or EmulatorConfig(time_scale=TEST_TIME_SCALE))
     account = emulator.config.accounts[0]
     client_kwargs.setdefault("retry", RetryPolicy(wait=False))
     if socket:
         async with (
-            serve_emulator(emulator) as url,
+            serve_emulator(emulator, keep_alive=keep_alive) as url,
             HyberClient(
                 account.client_id, account.login, account.password, base_url=url, **client_kwargs
             ) as client,

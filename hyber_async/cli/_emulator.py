@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any
 
@@ -40,8 +41,26 @@ def add(commands: Any) -> None:
         default=1.0,
         help="seconds a delivery report waits for its batch to fill",
     )
+    parser.add_argument(
+        "--keep-alive",
+        type=_seconds,
+        default=None,
+        metavar="S",
+        help="seconds an idle keep-alive connection stays open (default 5)",
+    )
     parser.add_argument("--log-level", default="info", help="uvicorn log level")
     parser.set_defaults(run=_run_emulator)
+
+
+def _seconds(text: str) -> float:
+    """A number of seconds > 0, for argparse."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    return value
 
 
 def _run_emulator(args: argparse.Namespace) -> int:
@@ -68,7 +87,14 @@ def _run_emulator(args: argparse.Namespace) -> int:
         )
 
     try:
-        serve(create_app(config), args.host, args.port, log_level=args.log_level, ready=ready)
+        serve(
+            create_app(config),
+            args.host,
+            args.port,
+            log_level=args.log_level,
+            ready=ready,
+            keep_alive=args.keep_alive,
+        )
     except KeyboardInterrupt:
         return 0
     except (OSError, RuntimeError) as exc:

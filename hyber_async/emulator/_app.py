@@ -1,7 +1,12 @@
 """The emulator: an ASGI app of the five endpoints, plus its Python handle.
 
 API routes, under ``/{client_id}/``: ``POST batch``, ``POST batch/sync``, ``POST broadcast``,
-``POST broadcast/sync``, ``GET status/{job_id}``. Admin routes (no auth; a local tool), under
+``POST broadcast/sync``, ``GET status/{job_id}``, and the delivery-report lookups of the fuller
+protocol, ``GET api/dr/{message_id}/simple`` and ``GET api/dr/external/{extra_id}/simple``
+(Hyber serves these on another host, ``dr-v2-{site}.hyber.im``; the emulator under the same base
+URL). A lookup answers one delivery report of the message as it is now (see
+``current_report``); by ``extra_id``, the message accepted last with it; 404 (40401) when no
+message of this client has that id. Admin routes (no auth; a local tool), under
 ``/_emulator/``: ``GET ledger`` (``?extra_id=X`` adds its ``count``, ``?counts=1`` every count),
 ``GET|POST|DELETE faults``, ``GET|POST clock`` (``{"advance": seconds}``), ``GET callbacks``,
 ``GET messages/{message_id}`` (the message as rendered for each channel, and its status).
@@ -41,7 +46,7 @@ from ._config import Account, EmulatorConfig
 from ._faults import Fault
 from ._ledger import Ledger
 from ._state import Job, Store
-from ._status import status_items, status_json
+from ._status import current_report, status_items, status_json
 
 __all__ = ["Emulator", "ErrorCodes", "create_app"]
 
@@ -55,6 +60,9 @@ Resetter = Callable[[Any], bool]
 KYIV: Final = ZoneInfo("Europe/Kyiv")
 """The time zone of a ``start_time`` without an offset [doc]."""
 _LISTED_PROBLEMS: Final = 5
+_DR_PREFIX: Final = ("api", "dr")
+_DR_EXTERNAL: Final = "external/"
+_DR_SIMPLE: Final = "/simple"
 
 
 class ErrorCodes:
@@ -235,6 +243,9 @@ class Emulator:
     async def _api(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.ledger.record_request()
         fault = self.faults.take()
+        if fault.reset_before:
+            await self._reset(scope, receive, "reset_before")
+            return
         body = await _read_body(receive, self.config.max_body_bytes)
         if fault.latency:
             await anyio.sleep(fault.latency)
@@ -245,19 +256,21 @@ class Emulator:
             if fault.status is not None:
                 answer = _fault_answer(fault)
         if fault.reset:
-            await self._reset(scope, receive)
+            await self._reset(scope, receive, "reset")
             return
         if fault.slow and not await _sleep_unless_disconnected(receive, fault.slow):
             return
         await _send_answer(send, answer)
 
-    async def _reset(self, scope: Scope, receive: Receive) -> None:
+    async def _reset(self, scope: Scope, receive: Receive, fault: str) -> None:
+        """Reset the connection of ``scope`` (a socket server), or raise what a client's
+        transport would (in-process)."""
         client = scope.get("client")
         if any(reset(client) for reset in self._resetters):
             while (await receive())["type"] != "http.disconnect":
                 pass
             return
-        raise httpx.ReadError("connection reset by the emulator (reset fault)")
+        raise httpx.ReadError(f"connection reset by the emulator ({fault} fault)")
 
     # --- the API -------------------------------------------------------------------------
 
@@ -291,6 +304,10 @@ class Emulator:
             text = f"Forbidden: these credentials are not those of client {client_id!r}"
             return _error(403, ErrorCodes.FORBIDDEN, text)
         method = scope["method"]
+        if route[:2] == _DR_PREFIX:
+            if method != "GET":
+                return _not_allowed("GET")
+            return self._dr_lookup(account, scope["path"])
         if len(route) == 2 and route[0] == "status":
             if method != "GET":
                 return _not_allowed("GET")
@@ -321,6 +338,31 @@ class Emulator:
             return _error(404, ErrorCodes.NOT_FOUND, f"Job {job_id!r} not found")
         return _Answer(200, status_json(job, self.clock.now_ms()))
 
+    def _dr_lookup(self, account: Account, path: str) -> _Answer:
+        """``api/dr/{message_id}/simple`` or ``api/dr/external/{extra_id}/simple``; the
+        ``extra_id`` is everything between the two (it may hold a ``/``)."""
+        parts = path.lstrip("/").split("/", 3)
+        rest = parts[3] if len(parts) == 4 else ""
+        found: tuple[Job, int] | None = None
+        if rest.startswith(_DR_EXTERNAL) and rest.endswith(_DR_SIMPLE):
+            extra_id: str | None = rest[len(_DR_EXTERNAL) : -len(_DR_SIMPLE)]
+            what = f"extra_id {extra_id!r}"
+            latest = self.ledger.latest(extra_id) if extra_id else None
+            job = None if latest is None else self.store.job(latest[0])
+            if job is not None and latest is not None:
+                found = job, latest[1]
+        elif rest.endswith(_DR_SIMPLE) and rest.count("/") == 1:
+            message_id = rest[: -len(_DR_SIMPLE)]
+            what = f"message_id {message_id!r}"
+            found = self.store.find_message(message_id)
+            extra_id = None if found is None else found[0].extra_id_list()[found[1]]
+        else:
+            return _error(404, ErrorCodes.NOT_FOUND, f"Not found: {path}")
+        if found is None or found[0].client_id != account.client_id:
+            return _error(404, ErrorCodes.NOT_FOUND, f"No message with {what}")
+        job, index = found
+        return _json(200, current_report(job, index, extra_id, self.clock.now_ms()))
+
     def _send(self, account: Account, kind: Kind, sync: bool, body: bytes) -> _Answer:
         try:
             wire = orjson.loads(body)
@@ -346,7 +388,7 @@ class Emulator:
         accepted = [m for i, m in enumerate(items) if i not in rejected] if rejected else items
         job = self._create_job(account, kind, wire, accepted, body) if accepted else None
         if job is not None:
-            self.ledger.record(job.extra_ids, len(rejected))
+            self.ledger.record(job.extra_ids, len(rejected), job_id=job.job_id)
         else:
             self.ledger.record_rejected(len(rejected))
         if not sync:

@@ -4,8 +4,12 @@ Counted faults ("the next N answers") are deterministic; ``error_rate`` draws fr
 seeded by the emulator's seed, so a run with the same requests in the same order fails the same
 way. Each API request gets at most one fault, in this order of precedence: ``rate_limit``
 (429 before processing), ``errors`` / ``error_rate`` (a 5xx before processing, or after it when
-``error_after_accept``), ``reset`` (processed, then the connection is reset), ``slow``
-(processed, then answered after ``slow_seconds``). ``latency`` delays every API answer.
+``error_after_accept``), ``reset_before`` (the connection is reset before the request is read:
+nothing processed), ``reset`` (processed, then the connection is reset), ``slow`` (processed,
+then answered after ``slow_seconds``). ``latency`` delays every API answer.
+
+The two resets look the same to a client (a connection lost after it wrote its request), which
+is the point: it cannot know whether the request was processed.
 """
 
 from __future__ import annotations
@@ -64,6 +68,9 @@ class Fault:
     after_accept: bool = False
     """Process (and record) the request before answering ``status``."""
     reset: bool = False
+    """Reset the connection after processing the request."""
+    reset_before: bool = False
+    """Reset the connection before reading the request (nothing processed)."""
     slow: float = 0.0
 
 
@@ -95,6 +102,9 @@ class Faults:
     reset: int = attrs.field(default=0, validator=_count)
     """The next N API requests are processed, then their connection is reset before the answer
     (on a socket server; in-process the transport raises ``httpx.ReadError``)."""
+    reset_before: int = attrs.field(default=0, validator=_count)
+    """The next N API requests get their connection reset before their body is read: nothing
+    is processed nor recorded but the request itself (in-process: ``httpx.ReadError``)."""
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False, eq=False)
     _rng: random.Random = attrs.field(factory=random.Random, init=False, repr=False, eq=False)
 
@@ -146,6 +156,9 @@ class Faults:
                     retry_after=self.error_retry_after,
                     after_accept=self.error_after_accept,
                 )
+            if self.reset_before:
+                self.reset_before -= 1
+                return Fault(latency, reset_before=True)
             if self.reset:
                 self.reset -= 1
                 return Fault(latency, reset=True)

@@ -1,8 +1,10 @@
 """Serving an ASGI app (the emulator) on a real socket with uvicorn.
 
 uvicorn is imported lazily: it is in the ``emulator`` extra, not a core dependency. A socket
-server is also what makes the ``reset`` fault real: the connection is aborted with ``SO_LINGER``
-0, so the client gets a TCP reset after its request was read and processed.
+server is also what makes the ``reset`` and ``reset_before`` faults real: the connection is
+aborted with ``SO_LINGER`` 0, so the client gets a TCP reset after it wrote its request (read and
+processed, or not read at all). ``keep_alive`` sets how long an idle keep-alive connection stays
+open before the server closes it (uvicorn's ``timeout_keep_alive``).
 """
 
 from __future__ import annotations
@@ -64,10 +66,23 @@ def _resetter(server: Any) -> Resetter:
     return reset
 
 
+def _keep_alive_option(keep_alive: float | None) -> dict[str, Any]:
+    """uvicorn's ``timeout_keep_alive`` for ``keep_alive`` seconds (its default when ``None``)."""
+    if keep_alive is None:
+        return {}
+    if type(keep_alive) not in (int, float) or not keep_alive > 0:
+        raise ValueError(f"keep_alive must be a number of seconds > 0, got {keep_alive!r}")
+    return {"timeout_keep_alive": keep_alive}
+
+
 @contextlib.contextmanager
-def _server(app: Any, *, log_level: str, configure_logging: bool) -> Iterator[Any]:
+def _server(
+    app: Any, *, log_level: str, configure_logging: bool, keep_alive: float | None
+) -> Iterator[Any]:
     uvicorn = _uvicorn()
-    options: dict[str, Any] = {} if configure_logging else {"log_config": None}
+    options: dict[str, Any] = _keep_alive_option(keep_alive)
+    if not configure_logging:
+        options["log_config"] = None
     config = uvicorn.Config(
         app,
         lifespan="on" if isinstance(app, Emulator) else "off",
@@ -96,12 +111,16 @@ def serve(
     *,
     log_level: str = "info",
     ready: Callable[[str], None] | None = None,
+    keep_alive: float | None = None,
 ) -> None:
     """Serve ``emulator`` on ``host:port`` until interrupted (Ctrl-C). ``ready`` is called with
-    the base URL once the socket listens (port 0 picks a free port)."""
+    the base URL once the socket listens (port 0 picks a free port). ``keep_alive``: seconds an
+    idle keep-alive connection stays open (uvicorn's default, 5, when ``None``)."""
     with (
         listening_socket(host, port) as sock,
-        _server(emulator, log_level=log_level, configure_logging=True) as server,
+        _server(
+            emulator, log_level=log_level, configure_logging=True, keep_alive=keep_alive
+        ) as server,
     ):
         if ready is not None:
             ready(url_of(sock))
@@ -109,12 +128,15 @@ def serve(
 
 
 @contextlib.contextmanager
-def running_server(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+def running_server(
+    app: Any, host: str = "127.0.0.1", port: int = 0, *, keep_alive: float | None = None
+) -> Iterator[str]:
     """Serve ``app`` with uvicorn in a background thread (its own asyncio loop); yield its base
-    URL; stop it on exit. The emulator's background work runs there, through its lifespan."""
+    URL; stop it on exit. The emulator's background work runs there, through its lifespan.
+    ``keep_alive`` as in ``serve``."""
     with (
         listening_socket(host, port) as sock,
-        _server(app, log_level="warning", configure_logging=False) as server,
+        _server(app, log_level="warning", configure_logging=False, keep_alive=keep_alive) as server,
     ):
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, name="hyber-emulator", daemon=True

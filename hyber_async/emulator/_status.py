@@ -20,7 +20,7 @@ from .._models import Status
 from ._cascade import Result
 from ._state import Job
 
-__all__ = ["delivery_report", "final_time", "status_items", "status_json"]
+__all__ = ["current_report", "delivery_report", "final_time", "status_items", "status_json"]
 
 SCHEDULED_TEXT: Final = "Scheduled"
 """``status_text`` of a message whose ``start_time`` has not come yet [ours]."""
@@ -155,4 +155,24 @@ def delivery_report(
         total = parts if isinstance(parts, int) else parts[index]
         report["total_sms_parts"] = total
         report["delivered_sms_parts"] = total if result is Result.DELIVER else 0
+    return report
+
+
+def current_report(job: Job, index: int, extra_id: str | None, now_ms: int) -> dict[str, Any]:
+    """Message ``index`` of ``job`` at ``now_ms`` as the delivery-report lookup answers it.
+
+    A final message gives its delivery report (example 19, ``number`` as a number). Before that
+    the same shape with ``status`` -1 (not final), ``time`` the acceptance time, and none of the
+    final fields (``substatus``, ``hyber_status``, ``sent_via``, SMS parts) [ours].
+    """
+    if now_ms >= int(final_time(job, job.paths[index]) * 1000):
+        return delivery_report(job, index, extra_id, number_as_string=False)
+    report: dict[str, Any] = {
+        "number": job.phones[index],
+        "time": int(job.accepted_at * 1000),
+        "status": Status.NOT_FINAL,
+        "message_id": job.message_id(index),
+    }
+    if extra_id:
+        report["extra_id"] = extra_id
     return report
