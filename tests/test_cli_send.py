@@ -194,3 +194,30 @@ def test_refused_credentials_exit_3_and_list_every_row(served: Served) -> None:
     ]
     assert [r["extra_id"] for r in listed] == ids
     assert {r["outcome"] for r in listed} == {"rejected"}
+
+
+def test_a_journaled_send_run_twice_sends_each_row_once(served: Served) -> None:
+    """`--journal`: the same command again sends nothing more and rewrites the same result."""
+    ids = write_csv(served.cwd / "rows.csv", 12)
+    argv = ["send", "batch", "rows.csv", *SMS, "--chunk-size", "5", "--journal", "j.sqlite"]
+    first = served.run(*argv)
+    assert first.returncode == 0, first.stderr
+    requests = served.emulator.ledger.requests
+    again = served.run(*argv)
+    assert again.returncode == 0, again.stderr
+    assert served.emulator.ledger.requests == requests
+    assert served.emulator.ledger.counts() == dict.fromkeys(ids, 1)
+    result = records(served.cwd / "rows.csv.result.jsonl")
+    assert sum(r["record"] == "job" for r in result) == 3
+
+
+def test_a_journal_refuses_a_changed_file(served: Served) -> None:
+    """A file that changed since the journaled run is refused with one line, exit code 2."""
+    write_csv(served.cwd / "rows.csv", 6)
+    argv = ["send", "batch", "rows.csv", *SMS, "--journal", "j.sqlite"]
+    assert served.run(*argv).returncode == 0
+    write_csv(served.cwd / "rows.csv", 7)
+    changed = served.run(*argv)
+    assert changed.returncode == 2
+    assert_one_line_error(changed.stderr, "j.sqlite", "differs from the journal")
+    assert served.emulator.ledger.accepted == 6

@@ -26,6 +26,7 @@ per line, each with a ``record`` key:
 from __future__ import annotations
 
 import argparse
+import contextlib
 from typing import IO, Any, Final
 
 import anyio
@@ -46,6 +47,7 @@ from .._sources import (
     load_campaign,
 )
 from .._validation import MAX_ITEMS, ItemRules, Kind
+from ..journal import JournalMismatchError, SqliteJournal
 from ._common import (
     EXIT_BAD_INPUT,
     EXIT_CODES,
@@ -128,6 +130,12 @@ def add(commands: Any) -> None:
         "--result", metavar="FILE", help="result file (default: FILE.result.jsonl)"
     )
     sending.add_argument("--json", action="store_true", help="print a JSON summary")
+    sending.add_argument(
+        "--journal",
+        metavar="PATH",
+        help="record every chunk in this SQLite file; running the same command again resumes "
+        "(accepted chunks are skipped, unknown ones reported, never resent)",
+    )
     sending.add_argument(
         "--chunk-size",
         type=int,
@@ -343,8 +351,10 @@ def _send(
     client: HyberClient,
 ) -> int:
     result_path = args.result or f"{args.file}.result.jsonl"
+    # A resumed send rewrites its result file: the journal holds the whole story.
+    mode = "w" if args.journal else "x"
     try:
-        handle = open(result_path, "x", encoding="utf-8")  # noqa: SIM115 (closed below)
+        handle = open(result_path, mode, encoding="utf-8")  # noqa: SIM115 (closed below)
     except FileExistsError:
         error("send", f"{result_path}: the result file exists: pass --result FILE or remove it")
         return EXIT_BAD_INPUT
@@ -367,24 +377,30 @@ def _send(
                     f"{progress.rate:,.0f}/s",
                 )
 
-            async with client:
-                await send(
-                    campaign,
-                    stream,
-                    chunk_size=args.chunk_size,
-                    concurrency=args.concurrency,
-                    max_rate=args.max_rate,
-                    sync=args.sync,
-                    on_invalid="abort",
-                    on_progress=show,
-                    report=report,
-                )
+            with contextlib.ExitStack() as stack:
+                journal = stack.enter_context(SqliteJournal(args.journal)) if args.journal else None
+                async with client:
+                    await send(
+                        campaign,
+                        stream,
+                        chunk_size=args.chunk_size,
+                        concurrency=args.concurrency,
+                        max_rate=args.max_rate,
+                        sync=args.sync,
+                        on_invalid="abort",
+                        on_progress=show,
+                        report=report,
+                        journal=journal,
+                    )
 
         try:
             with console.progress("sending", reader.size) as bar:
                 anyio.run(run, bar)
         except KeyboardInterrupt:
             interrupted = True
+        except JournalMismatchError as refusal:
+            error("send", f"{args.journal}: {refusal}")
+            return EXIT_BAD_INPUT
         summary = _summary(args, report, stream, result_path, interrupted)
         result.finish(report, stream, summary)
     if args.json:
