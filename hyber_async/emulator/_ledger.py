@@ -27,8 +27,8 @@ class Ledger:
     The per-``extra_id`` index is built on the first query and then kept up to date, so
     accepting messages costs no per-message memory until someone asks. It is one ``dict``
     entry per distinct ``extra_id`` (its latest position among all accepted messages) plus a
-    counter of the few accepted more than once: about 115 bytes per message, built at about
-    1,000,000 messages per second.
+    counter of the few accepted more than once: about 115 bytes per message, built in about
+    half a second per 1,000,000 messages; then ``count`` and ``latest`` are single lookups.
     """
 
     def __init__(self) -> None:
