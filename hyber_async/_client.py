@@ -415,6 +415,10 @@ class HyberClient:
         they are sent again (once: a request is atomic, so a chunk is probed by its first and
         last recipient, and looked up one by one only when those two disagree). Pass the
         send's ``journal`` to record the outcome. Returns ``report``, updated in place.
+
+        "Not found" proves nothing while the server may still be processing the request: a
+        request can be accepted after its sender timed out or died. Reconcile, and above all
+        resend, only once the server has had time to settle.
         """
         return await reconcile(self, report, resend=resend, journal=journal)
 

@@ -1,0 +1,101 @@
+"""client.reconcile: UNKNOWN recipients resolved by their extra_id, resent only on request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import hyber_async as hy
+from hyber_async.journal import SqliteJournal
+from hyber_async.testing import emulated_client
+
+pytestmark = pytest.mark.anyio
+
+CAMPAIGN = hy.Campaign(
+    channels=(hy.Channel.SMS,),
+    channel_options=hy.ChannelOptions(
+        sms=hy.SmsOptions(alpha_name="GMSU", ttl=300, text="Hi %name%")
+    ),
+)
+
+
+def rows(n: int) -> Iterator[dict[str, Any]]:
+    """``n`` broadcast rows with extra_ids ``r-{i}``."""
+    for i in range(n):
+        yield {"phone_number": 380500000000 + i, "extra_id": f"r-{i}", "name": "Ann"}
+
+
+async def test_delivery_report_lookup_by_extra_id_and_message_id() -> None:
+    """get_delivery_report finds an accepted message by either id, and None for an unknown one."""
+    async with emulated_client() as env:
+        result = await env.client.send_broadcast_sync(CAMPAIGN, list(rows(1)))
+        message_id = result.messages[0].message_id
+        assert message_id is not None
+        by_extra_id = await env.client.get_delivery_report(extra_id="r-0")
+        by_message_id = await env.client.get_delivery_report(message_id=message_id)
+        missing = await env.client.get_delivery_report(extra_id="never-sent")
+    assert by_extra_id is not None
+    assert by_message_id is not None
+    assert by_extra_id.message_id == by_message_id.message_id == message_id
+    assert by_extra_id.phone_number == 380500000000
+    assert missing is None
+
+
+async def test_unknown_but_accepted_becomes_accepted_without_resending() -> None:
+    """A 500 after the server accepted: reconciliation finds the chunk and sends nothing."""
+    async with emulated_client() as env:
+        env.emulator.faults.update({"errors": 1, "error_after_accept": True})
+        report = await env.client.stream_broadcast(CAMPAIGN, rows(30), chunk_size=10, concurrency=1)
+        assert report.unknown == 10
+        await env.client.reconcile(report, resend=True)
+    assert report.accepted == 30
+    assert report.unknown == 0
+    assert list(report.failures()) == []
+    assert env.emulator.ledger.accepted == 30
+    assert env.emulator.ledger.accepted_requests == 3
+    assert env.emulator.ledger.duplicates() == {}
+
+
+async def test_unknown_and_not_accepted_becomes_not_sent_unless_resent() -> None:
+    """A 500 before accepting: NOT_SENT after reconciliation; resend=True sends it once."""
+    async with emulated_client() as env:
+        env.emulator.faults.update({"errors": 1})
+        report = await env.client.stream_broadcast(CAMPAIGN, rows(30), chunk_size=10, concurrency=1)
+        await env.client.reconcile(report)
+        assert report.not_sent == 10
+        failures = list(report.failures())
+        assert [f.extra_id for f in failures] == [f"r-{i}" for i in range(10)]
+        assert all("not found" in f.reason for f in failures)
+        assert env.emulator.ledger.accepted == 20
+
+    async with emulated_client() as env:
+        env.emulator.faults.update({"errors": 1})
+        report = await env.client.stream_broadcast(CAMPAIGN, rows(30), chunk_size=10, concurrency=1)
+        await env.client.reconcile(report, resend=True)
+    assert report.accepted == 30
+    assert len(report.job_ids) == 3
+    assert env.emulator.ledger.accepted == 30
+    assert env.emulator.ledger.duplicates() == {}
+
+
+async def test_reconciliation_is_journaled(tmp_path: Path) -> None:
+    """After reconcile(journal=...), a resumed run neither reports UNKNOWN nor sends again."""
+    path = tmp_path / "j.sqlite"
+    async with emulated_client() as env:
+        env.emulator.faults.update({"errors": 1, "error_after_accept": True})
+        with SqliteJournal(path) as journal:
+            report = await env.client.stream_broadcast(
+                CAMPAIGN, rows(20), chunk_size=10, concurrency=1, journal=journal
+            )
+            await env.client.reconcile(report, journal=journal)
+        requests = env.emulator.ledger.requests
+        with SqliteJournal(path) as journal:
+            resumed = await env.client.stream_broadcast(
+                CAMPAIGN, rows(20), chunk_size=10, concurrency=1, journal=journal
+            )
+    assert resumed.accepted == 20
+    assert resumed.unknown == 0
+    assert env.emulator.ledger.requests == requests
