@@ -178,7 +178,8 @@ class _Checker:
             self.fail(key, f"must be between -{limit:g} and {limit:g}, got {value!r}")
 
     def sms_text(self, text: str | None) -> None:
-        if text is not None:
+        """The SMS limits of a text that passed the plain length check."""
+        if text is not None and len(text) <= SMS_TEXT_MAX_GSM7:
             problem = sms_text_problem(text)
             if problem:
                 self.fail("text", problem)

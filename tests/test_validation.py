@@ -330,3 +330,15 @@ def test_raw_request_counts_its_items() -> None:
     assert [p.field for p in empty] == ["messages"]
     assert [p.field for p in too_many] == ["messages"]
     assert "50001" in str(too_many[0])
+
+
+def test_a_too_long_sms_text_is_one_problem() -> None:
+    """A broadcast SMS text over 765 characters is reported once, not by two rules."""
+    from hyber_async._validation import Kind, check_envelope
+
+    wire = {
+        "channels": ["sms"],
+        "channel_options": {"sms": {"alpha_name": "GMSU", "ttl": 300, "text": "x" * 800}},
+    }
+    problems = check_envelope(wire, Kind.BROADCAST)
+    assert [p.field for p in problems] == ["channel_options.sms.text"]
