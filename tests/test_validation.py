@@ -12,7 +12,7 @@ import respx
 from _support import ENDPOINT, JOB, MESSAGES, RECIPIENTS, batch_campaign, make_client
 
 import hyber_async as hy
-from hyber_async._validation import Kind, check_request
+from hyber_async._validation import Kind, check_envelope, check_request
 
 pytestmark = pytest.mark.anyio
 
@@ -334,8 +334,6 @@ def test_raw_request_counts_its_items() -> None:
 
 def test_a_too_long_sms_text_is_one_problem() -> None:
     """A broadcast SMS text over 765 characters is reported once, not by two rules."""
-    from hyber_async._validation import Kind, check_envelope
-
     wire = {
         "channels": ["sms"],
         "channel_options": {"sms": {"alpha_name": "GMSU", "ttl": 300, "text": "x" * 800}},
