@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 from conftest import FIXTURES
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import hyber_async as hy
@@ -27,7 +27,7 @@ from hyber_async.testing import emulated_client
 FULL: Final = os.environ.get("HYBER_FULL") == "1"
 """The full profile: ``HYBER_FULL=1``."""
 SENDS: Final = settings(
-    max_examples=400 if FULL else 25,
+    max_examples=2_000 if FULL else 25,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -129,6 +129,7 @@ async def test_every_recipient_is_accounted_once_under_any_fault_schedule(
             on_progress=next_step,
         )
     ledger = env.emulator.ledger
+    event("outcomes: " + (", ".join(o.value for o, n in report.counts.items() if n) or "none"))
     assert report.complete
     assert report.read == size
     assert sum(report.counts.values()) == size
@@ -151,6 +152,7 @@ async def test_every_recipient_is_accounted_once_under_any_fault_schedule(
             assert count == 0, (index, failure)
     for index in send["invalid"]:
         assert failed[index].outcome is hy.Outcome.NOT_SENT
+    event(f"unknown and in the ledger: {unknown_in_ledger > 0}")
     assert ledger.accepted == report.accepted + unknown_in_ledger
     assert ledger.duplicates() == {}
 
