@@ -8,6 +8,7 @@ emulator's ledger holds: requests received, messages accepted, each recipient at
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from typing import Any
 
@@ -140,10 +141,22 @@ async def test_reset_after_the_server_accepted_is_unknown_and_in_the_ledger_once
     check(report, ledger, failed=FIRST_CHUNK, in_ledger=True, requests=TOTAL // CHUNK)
 
 
+UNCLOSED_REQUEST_STREAM = (
+    "ignore:Async generator 'httpx._content.ByteStream.__aiter__' was garbage collected"
+    ":ResourceWarning",
+    "ignore:Exception ignored in. <async_generator object ByteStream.__aiter__"
+    ":pytest.PytestUnraisableExceptionWarning",
+)
+"""httpx leaves its request-body generator unclosed when writing the body fails (a reset while
+the client writes), and trio warns when it is collected: httpx issue 3686, fix pending."""
+
+
+@pytest.mark.filterwarnings(*UNCLOSED_REQUEST_STREAM)
 async def test_reset_before_the_server_read_the_request_is_unknown_and_not_accepted() -> None:
     """A TCP reset before the request was read: the client cannot tell, so UNKNOWN; the
     ledger shows that nothing of it was accepted."""
     report, ledger = await faulty_campaign({"reset_before": 1})
+    gc.collect()  # collect the unclosed request stream here, under this test's filter
     check(report, ledger, failed=FIRST_CHUNK, requests=TOTAL // CHUNK)
 
 
