@@ -2,8 +2,9 @@
 
 ``create_app(config)`` gives an ``Emulator``: an ASGI app of the five endpoints of the JSON V2
 mass-messaging API (auth, validation with the project's one rule set, jobs, the channel cascade,
-status reports, delivery-report callbacks), with a ``ledger`` of everything it accepted, run-time
-``faults`` and an emulated ``clock``. Serve it in-process with ``hyber_async.testing``, or on a
+status reports, delivery-report callbacks) and of the delivery-report lookups by ``message_id``
+and ``extra_id``, with a ``ledger`` of everything it accepted, run-time ``faults`` and an
+emulated ``clock``. Serve it in-process with ``hyber_async.testing``, or on a
 socket with ``hyber-async emulator`` / ``python -m hyber_async.emulator`` (needs uvicorn: the
 ``emulator`` extra).
 """
