@@ -178,7 +178,10 @@ async def _demo(args: argparse.Namespace, channels: list[Channel]) -> int:
                 with console.progress("sending", args.recipients) as bar:
 
                     def sent(progress: Progress) -> None:
-                        bar.update(progress.done, f"accepted {progress.accepted:,}")
+                        bar.update(
+                            progress.done,
+                            f"accepted {progress.accepted:,}, {progress.rate:,.0f}/s",
+                        )
 
                     send_started = time.perf_counter()
                     report = await client.stream_broadcast(
