@@ -99,3 +99,29 @@ async def test_reconciliation_is_journaled(tmp_path: Path) -> None:
     assert resumed.accepted == 20
     assert resumed.unknown == 0
     assert env.emulator.ledger.requests == requests
+
+
+async def test_a_chunk_found_in_part_is_looked_up_one_by_one_and_the_rest_resent() -> None:
+    """First and last recipients disagree: each is looked up, only the missing ones resent."""
+    async with emulated_client() as env:
+        env.emulator.faults.update({"errors": 1})
+        report = await env.client.stream_broadcast(CAMPAIGN, rows(10))
+        assert report.unknown == 10
+        await env.client.send_broadcast(CAMPAIGN, list(rows(4)))  # r-0 .. r-3 got through
+        await env.client.reconcile(report, resend=True)
+    assert report.accepted == 10
+    assert report.unknown == report.not_sent == 0
+    assert env.emulator.ledger.counts() == {f"r-{i}": 1 for i in range(10)}
+    assert env.emulator.ledger.accepted_requests == 2
+
+
+async def test_a_chunk_found_in_part_is_split_by_outcome_without_resend() -> None:
+    """Without resend, the found part is ACCEPTED and only the rest is listed as NOT_SENT."""
+    async with emulated_client() as env:
+        env.emulator.faults.update({"errors": 1})
+        report = await env.client.stream_broadcast(CAMPAIGN, rows(10))
+        await env.client.send_broadcast(CAMPAIGN, list(rows(4)))
+        await env.client.reconcile(report)
+    assert (report.accepted, report.not_sent, report.unknown) == (4, 6, 0)
+    assert [f.extra_id for f in report.failures()] == [f"r-{i}" for i in range(4, 10)]
+    assert env.emulator.ledger.accepted == 4
