@@ -91,6 +91,8 @@ def _setting(value: str | None, env: str, name: str) -> str:
 
 
 def _base_url(site: str | None, base_url: str | None) -> httpx.URL:
+    if base_url is not None and site is not None:
+        raise ValidationError([Problem("base_url", "give site= or base_url=, not both")])
     if base_url is None and site is None:
         base_url = os.environ.get("HYBER_BASE_URL")
     if base_url is None:
@@ -144,7 +146,7 @@ class HyberClient:
         self.dr_base_url: httpx.URL = self.base_url
         if dr_base_url is not None:
             self.dr_base_url = _base_url(None, dr_base_url)
-        elif site is not None and base_url is None:
+        elif site is not None:
             self.dr_base_url = httpx.URL(DR_SITE_URL.format(site=site))
         """Where the delivery-report lookups go: ``https://dr-v2-{site}.hyber.im`` for a
         ``site``, else ``base_url`` (the emulator serves both)."""

@@ -19,10 +19,10 @@ from cattrs.preconf.orjson import OrjsonConverter, make_converter
 
 from ._errors import Problem, UnexpectedResponseError, ValidationError
 from ._models import (
+    RECIPIENT_KEYS,
     BatchRequest,
     BroadcastRequest,
     Campaign,
-    Channel,
     ChannelOptions,
     DeliveryReport,
     JobAccepted,
@@ -55,8 +55,6 @@ Wire = dict[str, Any]
 
 T = TypeVar("T")
 
-RECIPIENT_KEYS = frozenset({"phone_number", "extra_id"})
-"""Keys of a broadcast recipient that are not ``%key%`` variables."""
 
 A = TypeVar("A", bound=attrs.AttrsInstance)
 
@@ -174,7 +172,7 @@ def configure_converter(conv: OrjsonConverter) -> OrjsonConverter:
     def structure_campaign(wire: Mapping[str, Any], _: type) -> Campaign:
         start_time = wire.get("start_time")
         return Campaign(
-            channels=tuple(Channel(c) for c in wire["channels"]),
+            channels=wire["channels"],
             channel_options=conv.structure(wire["channel_options"], ChannelOptions),
             callback_url=wire.get("callback_url"),
             start_time=parse_start_time(start_time) if isinstance(start_time, str) else None,

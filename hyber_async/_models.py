@@ -25,6 +25,8 @@ from typing import Final
 
 import attrs
 
+from ._errors import Problem, ValidationError
+
 __all__ = [
     "BatchRequest",
     "BroadcastRequest",
@@ -46,6 +48,10 @@ __all__ = [
     "ViberOptions",
     "WhatsAppOptions",
 ]
+
+
+RECIPIENT_KEYS: Final = frozenset({"phone_number", "extra_id"})
+"""Keys of a broadcast recipient that are not ``%key%`` variables."""
 
 
 class Channel(str, enum.Enum):
@@ -151,7 +157,18 @@ def _as_channels(value: object) -> tuple[Channel, ...]:
         value = (value,)
     if not isinstance(value, (list, tuple)):
         raise TypeError(f"channels must be a sequence of Channel, got {type(value).__name__}")
+    known = ", ".join(c.value for c in Channel)
+    unknown = [
+        Problem(f"channels[{i}]", f"unknown channel {v!r} (known: {known})")
+        for i, v in enumerate(value)
+        if v not in _CHANNEL_VALUES
+    ]
+    if unknown:
+        raise ValidationError(unknown)
     return tuple(Channel(v) for v in value)
+
+
+_CHANNEL_VALUES = frozenset(Channel) | frozenset(c.value for c in Channel)
 
 
 @attrs.frozen
@@ -188,6 +205,13 @@ class Recipient:
     phone_number: int
     extra_id: str | None = None
     variables: Mapping[str, str] = attrs.field(factory=dict, hash=False)
+
+    @variables.validator
+    def _no_reserved_keys(self, _: object, value: Mapping[str, str]) -> None:
+        clash = sorted(RECIPIENT_KEYS & value.keys())
+        if clash:
+            reason = "is a recipient field, not a variable"
+            raise ValidationError([Problem(f"variables.{key}", reason) for key in clash])
 
 
 def _messages(items: Iterable[Message]) -> tuple[Message, ...]:

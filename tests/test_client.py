@@ -424,3 +424,9 @@ def test_repr_names_the_client_not_the_password() -> None:
     assert repr(client) == (
         f"HyberClient(client_id='{CLIENT_ID}', login='user', base_url='{BASE_URL}')"
     )
+
+
+def test_site_and_base_url_together_are_refused() -> None:
+    """Giving both site= and base_url= is ambiguous: a ValidationError names base_url."""
+    with pytest.raises(hy.ValidationError, match="not both"):
+        hy.HyberClient("1", "u", "p", site="eu", base_url="http://127.0.0.1:8080")

@@ -272,3 +272,24 @@ def test_models_are_frozen() -> None:
     message = hy.Message(380961111111, "Hi")
     with pytest.raises(AttributeError):
         message.text = "changed"  # type: ignore[misc]
+
+
+def test_an_unknown_channel_is_a_validation_error_naming_its_position() -> None:
+    """Campaign(channels=...) refuses an unknown channel with a ValidationError naming it."""
+    with pytest.raises(hy.ValidationError, match=r"channels\[1\]: unknown channel 'push'"):
+        hy.Campaign(channels=("sms", "push"), channel_options=hy.ChannelOptions())
+
+
+def test_a_request_with_an_unknown_channel_does_not_decode() -> None:
+    """Reading a request whose channels hold an unknown name fails with the channel named."""
+    body = orjson.loads((FIXTURES / "05-send-batch-sms-messages-request.json").read_bytes())
+    body["channels"] = ["sms", "vk"]
+    with pytest.raises(hy.ValidationError, match=r"channels\[1\]: unknown channel 'vk'"):
+        converter.loads(orjson.dumps(body), hy.BatchRequest)
+
+
+@pytest.mark.parametrize("key", ["phone_number", "extra_id"])
+def test_a_variable_may_not_shadow_a_recipient_field(key: str) -> None:
+    """A variable named like a recipient field would overwrite it on the wire: refused."""
+    with pytest.raises(hy.ValidationError, match=rf"variables\.{key}"):
+        hy.Recipient(380961111111, variables={key: "x"})
