@@ -91,9 +91,10 @@ class _Delivery:
     async def _worker(self, receive: anyio.abc.ObjectReceiveStream[ChunkRecord]) -> None:
         async with receive:
             async for record in receive:
-                await self._deliver(record)
+                await self.deliver(record)
 
-    async def _deliver(self, record: ChunkRecord) -> None:
+    async def deliver(self, record: ChunkRecord) -> None:
+        """POST one prepared chunk, journaled as in flight first, and settle it."""
         record.state = ChunkState.IN_FLIGHT
         self._save(record)
         try:
@@ -142,6 +143,14 @@ class _Delivery:
         """Move ``record`` to a final ``state``, count its items, and journal it."""
         record.state = state
         record.reason = reason
+        logger.debug(
+            "chunk %d (items %d to %d): %s%s",
+            record.number,
+            record.first_index,
+            record.first_index + record.size - 1,
+            state.value,
+            f" ({reason})" if reason else "",
+        )
         self.unfinished.pop(record.number, None)
         if journal:
             self._save(record)
@@ -387,7 +396,7 @@ async def deliver_again(
 
     async def deliver(record: ChunkRecord) -> None:
         async with limiter:
-            await delivery._deliver(record)
+            await delivery.deliver(record)
 
     try:
         async with anyio.create_task_group() as tasks:
