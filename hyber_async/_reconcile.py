@@ -9,9 +9,11 @@ the others become ``NOT_SENT``, and are sent again only when the caller asks.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import attrs
 import orjson
 
 from ._send_report import ChunkRecord, ChunkState, Outcome, RecipientOutcome, SendReport
@@ -45,6 +47,7 @@ async def reconcile(
 
     to_resend: list[ChunkRecord] = []
     for chunk in report.chunks:
+        await _resolve_own_unknowns(chunk, found, journal)
         if chunk.state is not ChunkState.UNKNOWN or not chunk.body:
             continue
         own = {item.index for item in chunk.excluded}
@@ -64,8 +67,11 @@ async def reconcile(
             for index, phone, extra_id in members
             if extra_id in found_ids
         )
-        if resend:
-            _keep_only(chunk, [m for m in members if m[2] not in found_ids])
+        missing = [m for m in members if m[2] not in found_ids]
+        if not missing:
+            _settle(chunk, ChunkState.ACCEPTED, FOUND, journal)
+        elif resend:
+            _keep_only(chunk, missing)
             to_resend.append(chunk)
         else:
             _settle(chunk, ChunkState.NOT_SENT, NOT_FOUND, journal)
@@ -76,7 +82,30 @@ async def reconcile(
     return report
 
 
-async def _lookup(found: Any, extra_ids: set[str]) -> dict[str, bool]:
+Lookup = Callable[[str], Awaitable[bool]]
+
+
+async def _resolve_own_unknowns(chunk: ChunkRecord, found: Lookup, journal: Journal | None) -> None:
+    """Resolve the recipients a sync answer left out (``UNKNOWN`` one by one): found ones are
+    ``ACCEPTED``, the others ``NOT_SENT``. They are not resent: their chunk was answered."""
+    unknown = [item for item in chunk.excluded if item.outcome is Outcome.UNKNOWN]
+    if not unknown:
+        return
+    seen = await _lookup(found, {item.extra_id for item in unknown if item.extra_id})
+
+    def resolved(item: RecipientOutcome) -> RecipientOutcome:
+        if item.outcome is not Outcome.UNKNOWN:
+            return item
+        if seen.get(item.extra_id or ""):
+            return attrs.evolve(item, outcome=Outcome.ACCEPTED, reason=FOUND)
+        return attrs.evolve(item, outcome=Outcome.NOT_SENT, reason=NOT_FOUND)
+
+    chunk.excluded = [resolved(item) for item in chunk.excluded]
+    if journal is not None and chunk.digest:
+        journal.save(chunk)
+
+
+async def _lookup(found: Lookup, extra_ids: set[str]) -> dict[str, bool]:
     seen: dict[str, bool] = {}
 
     async def one(extra_id: str) -> None:

@@ -125,3 +125,21 @@ async def test_a_chunk_found_in_part_is_split_by_outcome_without_resend() -> Non
     assert (report.accepted, report.not_sent, report.unknown) == (4, 6, 0)
     assert [f.extra_id for f in report.failures()] == [f"r-{i}" for i in range(4, 10)]
     assert env.emulator.ledger.accepted == 4
+
+
+async def test_recipients_left_out_of_a_sync_answer_are_resolved_one_by_one() -> None:
+    """UNKNOWN recipients of an answered sync chunk: found ones ACCEPTED, the rest NOT_SENT."""
+    left_out = [
+        hy.RecipientOutcome(1, 380500000001, "r-1", hy.Outcome.UNKNOWN, "missing from the answer"),
+        hy.RecipientOutcome(3, 380500000003, "r-3", hy.Outcome.UNKNOWN, "missing from the answer"),
+    ]
+    chunk = hy.ChunkRecord(
+        number=0, first_index=0, size=4, state=hy.ChunkState.ACCEPTED, sent=4, excluded=left_out
+    )
+    report = hy.SendReport(chunks=[chunk], read=4, complete=True)
+    assert (report.accepted, report.unknown) == (2, 2)
+    async with emulated_client() as env:
+        await env.client.send_broadcast(CAMPAIGN, list(rows(3)))  # r-1 is on the server, r-3 not
+        await env.client.reconcile(report)
+    assert (report.accepted, report.not_sent, report.unknown) == (3, 1, 0)
+    assert [(f.extra_id, f.outcome) for f in report.failures()] == [("r-3", hy.Outcome.NOT_SENT)]
