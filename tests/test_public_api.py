@@ -191,3 +191,24 @@ def test_wheel_ships_py_typed(tmp_path: Path) -> None:
     (wheel,) = builder.build(directory=str(tmp_path), versions=["standard"])
     with zipfile.ZipFile(wheel) as archive:
         assert "hyber_async/py.typed" in archive.namelist()
+
+
+PUBLIC_MODULES = ["hyber_async.journal", "hyber_async.testing", "hyber_async.emulator"]
+"""The public modules beside the package root, whose names are documented too."""
+MODULE_NAMES = [
+    (module, name) for module in PUBLIC_MODULES for name in importlib.import_module(module).__all__
+]
+
+
+@pytest.mark.parametrize(("module", "name"), MODULE_NAMES)
+def test_public_module_names_are_documented(module: str, name: str) -> None:
+    """Every name of a public module's __all__ is documented, its public methods too."""
+    obj = getattr(importlib.import_module(module), name)
+    if inspect.isclass(obj) or inspect.isfunction(obj):
+        assert (obj.__doc__ or "").strip()
+    if inspect.isclass(obj):
+        for attribute, value in vars(obj).items():
+            function = value.fget if isinstance(value, property) else value
+            function = getattr(function, "__func__", function)
+            if not attribute.startswith("_") and inspect.isfunction(function):
+                assert (function.__doc__ or "").strip(), f"{name}.{attribute}"
