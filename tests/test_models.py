@@ -293,3 +293,19 @@ def test_a_variable_may_not_shadow_a_recipient_field(key: str) -> None:
     """A variable named like a recipient field would overwrite it on the wire: refused."""
     with pytest.raises(hy.ValidationError, match=rf"variables\.{key}"):
         hy.Recipient(380961111111, variables={key: "x"})
+
+
+def test_a_status_report_with_numbers_as_strings_decodes_without_loss() -> None:
+    """A status report sending integers as digit strings and the phone as a number still reads."""
+    body = {
+        "messages": [
+            {"time": "1477417294667", "phone_number": 380961111111, "status": "2", "clicks": "0"}
+        ]
+    }
+    (message,) = converter.loads(orjson.dumps(body), hy.JobStatus).messages
+    assert (message.time, message.phone_number, message.status) == (
+        1477417294667,
+        "380961111111",
+        2,
+    )
+    assert message.is_final

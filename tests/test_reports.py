@@ -92,10 +92,11 @@ def test_null_optional_field_reads_as_absent() -> None:
         (b'{"number": "38096abc"}', "number"),
         (b'{"number": ""}', "number"),
         (b'{"number": -5}', "number"),
-        (b'{"number": 1, "status": "2"}', "status"),
+        (b'{"number": 1, "status": "two"}', "status"),
         (b'{"number": 1, "status": 2.0}', "status"),
+        (b'{"number": 1, "status": true}', "status"),
         (b'{"number": 1, "hyber_status": false}', "hyber_status"),
-        (b'{"number": 1, "message_id": 5}', "message_id"),
+        (b'{"number": 1, "message_id": 5.5}', "message_id"),
         (b'[{"number": 1}, 3]', "report 1"),
         (b'[{"number": 1}, [{"number": 2}]]', "report 1"),
         (b'"a string"', "report 0"),
@@ -191,3 +192,11 @@ def test_corrupted_bytes_raise_only_report_parse_error(body: bytes, data: st.Dat
     end = data.draw(st.integers(start, min(len(body), start + 8)))
     patch = data.draw(st.binary(max_size=4))
     parses_or_raises_report_parse_error(body[:start] + patch + body[end:])
+
+
+def test_numbers_as_digit_strings_and_ids_as_numbers_are_read_without_loss() -> None:
+    """A tolerant reader: "2" for an integer field is 2, and 5 for a string field is "5"."""
+    (report,) = parse_delivery_reports(
+        b'{"number": 380961111111, "status": "2", "hyber_status": "23011", "message_id": 5}'
+    )
+    assert (report.status, report.hyber_status, report.message_id) == (2, 23011, "5")
