@@ -209,16 +209,23 @@ def fingerprint(kind: Kind, envelope: Envelope, chunk_size: int, sync: bool) -> 
     return hashlib.sha256(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def _give_extra_ids(wire: list[Any], first: int, run_id: str) -> None:
-    """Give every item without an ``extra_id`` the stable ``{run_id}-{input index}``."""
+def _wire_chunk(items: list[Any], first: int, run_id: str) -> list[Any]:
+    """The chunk in wire form, every item with an ``extra_id`` (the stable
+    ``{run_id}-{input index}`` for those without one).
+
+    The common case, plain dicts that all carry one, is settled by a single pass in C
+    (``dict.get`` refuses anything but a dict) and returns the chunk's own list unchanged.
+    """
     try:
-        if None not in map(dict.get, wire, repeat("extra_id")):
-            return
-    except TypeError:  # a non-dict item, which validation will name
+        if None not in map(dict.get, items, repeat("extra_id")):
+            return items
+    except TypeError:  # a model or another mapping among them
         pass
+    wire = to_wire_items(items)
     for offset, item in enumerate(wire):
         if type(item) is dict and item.get("extra_id") is None:
             wire[offset] = {**item, "extra_id": f"{run_id}-{first + offset}"}
+    return wire
 
 
 class _Sender(_Delivery):
@@ -296,8 +303,7 @@ class _Sender(_Delivery):
         report.read += len(items)
         record = ChunkRecord(number=len(report.chunks), first_index=first, size=len(items))
         report.chunks.append(record)
-        wire = to_wire_items(items)
-        _give_extra_ids(wire, first, report.run_id)
+        wire = _wire_chunk(items, first, report.run_id)
         problems = check_items(wire, self.envelope.rules, first_index=first)
         if problems:
             invalid = _by_item(problems)

@@ -345,8 +345,12 @@ def _all_valid(items: Sequence[Any], rules: ItemRules) -> bool:
         phones = list(map(itemgetter("phone_number"), items))
         if type(sum(phones)) is not int or min(phones) < PHONE_MIN or max(phones) > PHONE_MAX:
             return False
-        if extra_ids.count(None) != len(extra_ids):
+        try:
             "".join(extra_ids)
+        except TypeError:  # not all strings: valid only when none has an extra_id
+            if extra_ids.count(None) != len(extra_ids):
+                return False
+        else:
             if "" in extra_ids or max(map(len, extra_ids)) > EXTRA_ID_MAX:
                 return False
         if rules.kind is Kind.BATCH:
