@@ -13,6 +13,7 @@
     │   ├── BadRequestError                400, 422, or an error body on 200
     │   ├── AuthenticationError            401
     │   ├── PermissionDeniedError          403
+    │   ├── NotFoundError                  404 (a wrong base_url, an unknown job id)
     │   ├── PayloadTooLargeError           413
     │   ├── RateLimitError                 429 (``retry_after``)
     │   ├── ServerError                    5xx (``retry_after``)
@@ -42,6 +43,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "HyberError",
+    "NotFoundError",
     "NotSentError",
     "OutcomeUnknownError",
     "PayloadTooLargeError",
@@ -158,6 +160,10 @@ class PermissionDeniedError(APIError):
     """403: the account may not do this."""
 
 
+class NotFoundError(APIError):
+    """404: no such resource: an unknown job id, or a ``base_url`` that is not the API's."""
+
+
 class PayloadTooLargeError(APIError):
     """413: more than 50,000 items, or a body the server will not take."""
 
@@ -211,6 +217,7 @@ _STATUS_ERRORS: dict[int, type[APIError]] = {
     400: BadRequestError,
     401: AuthenticationError,
     403: PermissionDeniedError,
+    404: NotFoundError,
     413: PayloadTooLargeError,
     422: BadRequestError,
     429: RateLimitError,

@@ -344,6 +344,7 @@ async def test_error_body_on_403_keeps_its_class(api: respx.MockRouter) -> None:
         (422, hy.BadRequestError),
         (401, hy.AuthenticationError),
         (403, hy.PermissionDeniedError),
+        (404, hy.NotFoundError),
         (413, hy.PayloadTooLargeError),
         (429, hy.RateLimitError),
         (500, hy.ServerError),

@@ -46,6 +46,7 @@ EXPECTED_ALL = [
     "Message",
     "MessageResult",
     "MessageStatus",
+    "NotFoundError",
     "NotSentError",
     "Outcome",
     "OutcomeUnknownError",
