@@ -173,6 +173,16 @@ class ChunkRecord:
         """Sent items counted through ``excluded`` rather than through the chunk's state."""
         return sum(item.sent for item in self.excluded)
 
+    def counts(self) -> dict[Outcome, int]:
+        """The chunk's items per outcome: those in ``excluded`` by their own, the other sent
+        ones by the chunk's state (not counted while it is not final)."""
+        counts = dict.fromkeys(Outcome, 0)
+        for item in self.excluded:
+            counts[item.outcome] += 1
+        if self.outcome is not None:
+            counts[self.outcome] += self.sent - self.sent_with_own_outcome()
+        return counts
+
 
 @attrs.frozen
 class Progress:
@@ -224,13 +234,7 @@ class SendReport:
 
     def count(self, outcome: Outcome) -> int:
         """Recipients with ``outcome``."""
-        total = 0
-        for chunk in self.chunks:
-            for item in chunk.excluded:
-                total += item.outcome is outcome
-            if chunk.outcome is outcome:
-                total += chunk.sent - chunk.sent_with_own_outcome()
-        return total
+        return sum(chunk.counts()[outcome] for chunk in self.chunks)
 
     @property
     def accepted(self) -> int:

@@ -156,13 +156,8 @@ class _Delivery:
             self._save(record)
         if state is ChunkState.ACCEPTED:
             record.body = b""
-        own = 0
-        for item in record.excluded:
-            self.counts[item.outcome] += 1
-            own += item.sent
-        outcome = state.outcome
-        assert outcome is not None
-        self.counts[outcome] += record.sent - own
+        for outcome, count in record.counts().items():
+            self.counts[outcome] += count
         self.chunks_done += 1
 
     def _save(self, record: ChunkRecord) -> None:
