@@ -26,6 +26,7 @@ from typing import Final
 import attrs
 
 from ._errors import Problem, ValidationError
+from ._validation import unknown_channel
 
 __all__ = [
     "BatchRequest",
@@ -157,12 +158,7 @@ def _as_channels(value: object) -> tuple[Channel, ...]:
         value = (value,)
     if not isinstance(value, (list, tuple)):
         raise TypeError(f"channels must be a sequence of Channel, got {type(value).__name__}")
-    known = ", ".join(c.value for c in Channel)
-    unknown = [
-        Problem(f"channels[{i}]", f"unknown channel {v!r} (known: {known})")
-        for i, v in enumerate(value)
-        if v not in _CHANNEL_VALUES
-    ]
+    unknown = [unknown_channel(i, v) for i, v in enumerate(value) if v not in _CHANNEL_VALUES]
     if unknown:
         raise ValidationError(unknown)
     return tuple(Channel(v) for v in value)

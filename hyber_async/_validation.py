@@ -32,6 +32,7 @@ __all__ = [
     "is_gsm7",
     "item_rules",
     "placeholders_in",
+    "unknown_channel",
 ]
 
 MAX_ITEMS: Final = 50_000
@@ -241,6 +242,12 @@ def _check_whatsapp(c: _Checker, options: Mapping[str, Any], kind: Kind) -> None
 _CHANNEL_RULES = {"viber": _check_viber, "sms": _check_sms, "whatsapp": _check_whatsapp}
 
 
+def unknown_channel(index: int, name: object) -> Problem:
+    """The problem of ``channels[index]`` naming no channel of the protocol."""
+    known = ", ".join(_CHANNEL_RULES)
+    return Problem(f"channels[{index}]", f"unknown channel {name!r} (known: {known})")
+
+
 def check_envelope(wire: Mapping[str, Any], kind: Kind) -> list[Problem]:
     """Every problem of the campaign envelope (all keys but the item list)."""
     problems: list[Problem] = []
@@ -252,8 +259,7 @@ def check_envelope(wire: Mapping[str, Any], kind: Kind) -> list[Problem]:
     else:
         for i, name in enumerate(channels):
             if name not in _CHANNEL_RULES:
-                known = ", ".join(_CHANNEL_RULES)
-                top.fail(f"channels[{i}]", f"unknown channel {name!r} (known: {known})")
+                problems.append(unknown_channel(i, name))
             elif name in listed:
                 top.fail(f"channels[{i}]", f"channel {name!r} is listed twice")
             else:

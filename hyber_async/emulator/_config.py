@@ -9,11 +9,12 @@ from typing import Any, Final
 
 import attrs
 
+from .._models import Channel
 from ._faults import Faults
 
 __all__ = ["DEMO_ACCOUNT", "Account", "ChannelOutcomes", "EmulatorConfig"]
 
-CHANNELS: Final = ("viber", "sms", "whatsapp")
+CHANNELS: Final = tuple(channel.value for channel in Channel)
 
 
 @attrs.frozen
