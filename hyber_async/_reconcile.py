@@ -17,7 +17,7 @@ import attrs
 import orjson
 
 from ._send_report import ChunkRecord, ChunkState, Outcome, RecipientOutcome, SendReport
-from ._sender import deliver_again
+from ._sender import Delivery
 
 if TYPE_CHECKING:
     from ._client import HyberClient
@@ -45,9 +45,10 @@ async def reconcile(
         async with limiter:
             return await client.get_delivery_report(extra_id=extra_id) is not None
 
+    delivery = Delivery(client, report.endpoint, report, journal=journal)
     to_resend: list[ChunkRecord] = []
     for chunk in report.chunks:
-        await _resolve_own_unknowns(chunk, found, journal)
+        await _resolve_own_unknowns(chunk, found, delivery)
         if chunk.state is not ChunkState.UNKNOWN or not chunk.body:
             continue
         own = {item.index for item in chunk.excluded}
@@ -56,7 +57,7 @@ async def reconcile(
             continue
         probes = await _lookup(found, {members[0][2], members[-1][2]})
         if all(probes.values()):
-            _settle(chunk, ChunkState.ACCEPTED, FOUND, journal)
+            delivery.finish(chunk, ChunkState.ACCEPTED, FOUND)
             continue
         found_ids: set[str] = set()
         if any(probes.values()):
@@ -69,23 +70,21 @@ async def reconcile(
         )
         missing = [m for m in members if m[2] not in found_ids]
         if not missing:
-            _settle(chunk, ChunkState.ACCEPTED, FOUND, journal)
+            delivery.finish(chunk, ChunkState.ACCEPTED, FOUND)
         elif resend:
             _keep_only(chunk, missing)
             to_resend.append(chunk)
         else:
-            _settle(chunk, ChunkState.NOT_SENT, NOT_FOUND, journal)
+            delivery.finish(chunk, ChunkState.NOT_SENT, NOT_FOUND)
     if to_resend:
-        await deliver_again(
-            client, report, to_resend, journal=journal, concurrency=LOOKUP_CONCURRENCY
-        )
+        await delivery.deliver_all(to_resend, LOOKUP_CONCURRENCY)
     return report
 
 
 Lookup = Callable[[str], Awaitable[bool]]
 
 
-async def _resolve_own_unknowns(chunk: ChunkRecord, found: Lookup, journal: Journal | None) -> None:
+async def _resolve_own_unknowns(chunk: ChunkRecord, found: Lookup, delivery: Delivery) -> None:
     """Resolve the recipients a sync answer left out (``UNKNOWN`` one by one): found ones are
     ``ACCEPTED``, the others ``NOT_SENT``. They are not resent: their chunk was answered."""
     unknown = [item for item in chunk.excluded if item.outcome is Outcome.UNKNOWN]
@@ -101,8 +100,7 @@ async def _resolve_own_unknowns(chunk: ChunkRecord, found: Lookup, journal: Jour
         return attrs.evolve(item, outcome=Outcome.NOT_SENT, reason=NOT_FOUND)
 
     chunk.excluded = [resolved(item) for item in chunk.excluded]
-    if journal is not None and chunk.digest:
-        journal.save(chunk)
+    delivery.save(chunk)
 
 
 async def _lookup(found: Lookup, extra_ids: set[str]) -> dict[str, bool]:
@@ -115,15 +113,6 @@ async def _lookup(found: Lookup, extra_ids: set[str]) -> dict[str, bool]:
         for extra_id in extra_ids:
             tasks.start_soon(one, extra_id)
     return seen
-
-
-def _settle(chunk: ChunkRecord, state: ChunkState, reason: str, journal: Journal | None) -> None:
-    chunk.state = state
-    chunk.reason = reason
-    if journal is not None and chunk.digest:
-        journal.save(chunk)
-    if state is ChunkState.ACCEPTED:
-        chunk.body = b""
 
 
 def _keep_only(chunk: ChunkRecord, missing: list[tuple[int, Any, str]]) -> None:

@@ -46,9 +46,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
+    "Delivery",
     "OnInvalid",
     "ProgressCallback",
-    "deliver_again",
     "endpoint",
     "fingerprint",
     "stream",
@@ -63,7 +63,7 @@ OnInvalid = Literal["skip", "abort"]
 ProgressCallback = Callable[[Progress], Awaitable[None] | None]
 
 
-class _Delivery:
+class Delivery:
     """Sends prepared chunks and settles them: the half of a send that a reconciliation's
     resend shares with ``stream``."""
 
@@ -96,12 +96,12 @@ class _Delivery:
     async def deliver(self, record: ChunkRecord) -> None:
         """POST one prepared chunk, journaled as in flight first, and settle it."""
         record.state = ChunkState.IN_FLIGHT
-        self._save(record)
+        self.save(record)
         try:
             response = await self.client.request("POST", self.path, record.body)
         except HyberError as error:
             record.error_code = getattr(error, "error_code", None)
-            self._finish(record, ChunkState(outcome_of_error(error).value), str(error))
+            self.finish(record, ChunkState(outcome_of_error(error).value), str(error))
         else:
             try:
                 if self.sync:
@@ -109,10 +109,27 @@ class _Delivery:
                 else:
                     record.job_id = decode_answer(response, JobAccepted).job_id
             except HyberError as error:
-                self._finish(record, ChunkState.UNKNOWN, str(error))
+                self.finish(record, ChunkState.UNKNOWN, str(error))
             else:
-                self._finish(record, ChunkState.ACCEPTED, None)
+                self.finish(record, ChunkState.ACCEPTED, None)
         await self._progress()
+
+    async def deliver_all(self, records: list[ChunkRecord], concurrency: int) -> None:
+        """Send ``records`` (their ``body`` ready) as ``stream`` would, ``concurrency`` at once."""
+        limiter = anyio.CapacityLimiter(min(concurrency, self.client.max_connections))
+
+        async def deliver(record: ChunkRecord) -> None:
+            async with limiter:
+                await self.deliver(record)
+
+        try:
+            async with anyio.create_task_group() as tasks:
+                for record in records:
+                    record.state = ChunkState.PENDING
+                    self.unfinished[record.number] = record
+                    tasks.start_soon(deliver, record)
+        finally:
+            self._settle_unfinished()
 
     def _apply_sync_answer(self, record: ChunkRecord, answer: SyncResult) -> None:
         """Give each sent item of a sync request the outcome the server answered for it."""
@@ -137,7 +154,7 @@ class _Delivery:
                     )
                 )
 
-    def _finish(
+    def finish(
         self, record: ChunkRecord, state: ChunkState, reason: str | None, *, journal: bool = True
     ) -> None:
         """Move ``record`` to a final ``state``, count its items, and journal it."""
@@ -153,14 +170,15 @@ class _Delivery:
         )
         self.unfinished.pop(record.number, None)
         if journal:
-            self._save(record)
+            self.save(record)
         if state is ChunkState.ACCEPTED:
             record.body = b""
         for outcome, count in record.counts().items():
             self.counts[outcome] += count
         self.chunks_done += 1
 
-    def _save(self, record: ChunkRecord) -> None:
+    def save(self, record: ChunkRecord) -> None:
+        """Journal ``record``'s current state, when the send has a journal."""
         if self.journal is not None and record.digest:
             self.journal.save(record)
 
@@ -168,9 +186,9 @@ class _Delivery:
         """After a cancellation: queued chunks were not sent, in-flight ones may have been."""
         for record in list(self.unfinished.values()):
             if record.state is ChunkState.PENDING:
-                self._finish(record, ChunkState.NOT_SENT, "cancelled before sending")
+                self.finish(record, ChunkState.NOT_SENT, "cancelled before sending")
             else:
-                self._finish(record, ChunkState.UNKNOWN, "cancelled while in flight")
+                self.finish(record, ChunkState.UNKNOWN, "cancelled while in flight")
 
     async def _progress(self) -> None:
         if self.on_progress is None:
@@ -223,7 +241,7 @@ def _wire_chunk(items: list[Any], first: int, run_id: str) -> list[Any]:
     return wire
 
 
-class _Sender(_Delivery):
+class _Sender(Delivery):
     """One streaming send: reads, checks and encodes the input, and delivers it."""
 
     def __init__(
@@ -312,7 +330,7 @@ class _Sender(_Delivery):
             record.indices = [i for i in range(first, first + len(wire)) if i not in invalid]
             wire = [wire[i - first] for i in record.indices]
             if not wire:
-                self._finish(record, ChunkState.NOT_SENT, "every item of the chunk is invalid")
+                self.finish(record, ChunkState.NOT_SENT, "every item of the chunk is invalid")
                 return None
         record.sent = len(wire)
         record.body = self.envelope.body(wire)
@@ -333,7 +351,7 @@ class _Sender(_Delivery):
             record.size,
             record.digest,
         ):
-            self._finish(
+            self.finish(
                 record, ChunkState.NOT_SENT, "refused: not the journal's input", journal=False
             )
             raise JournalMismatchError(
@@ -347,10 +365,10 @@ class _Sender(_Delivery):
         record.error_code = previous.error_code
         record.excluded = previous.excluded
         if previous.state in (ChunkState.ACCEPTED, ChunkState.REJECTED):
-            self._finish(record, previous.state, previous.reason, journal=False)
+            self.finish(record, previous.state, previous.reason, journal=False)
         else:
             reason = previous.reason if previous.state is ChunkState.UNKNOWN else None
-            self._finish(record, ChunkState.UNKNOWN, reason or IN_FLIGHT_AT_STOP)
+            self.finish(record, ChunkState.UNKNOWN, reason or IN_FLIGHT_AT_STOP)
         return True
 
     def _abort(
@@ -366,7 +384,7 @@ class _Sender(_Delivery):
             else:
                 reason = f"not sent: the send was aborted at invalid item {first_bad}"
                 record.excluded.append(_item_outcome(index, item, Outcome.NOT_SENT, reason))
-        self._finish(record, ChunkState.NOT_SENT, self.report.aborted)
+        self.finish(record, ChunkState.NOT_SENT, self.report.aborted)
 
     async def _pace(self, count: int) -> None:
         """Hold the rate under ``max_rate`` recipients per second."""
@@ -381,32 +399,6 @@ class _Sender(_Delivery):
 def endpoint(kind: Kind, sync: bool) -> str:
     """The path of the endpoint a chunk of ``kind`` goes to."""
     return f"{kind.value}/sync" if sync else kind.value
-
-
-async def deliver_again(
-    client: HyberClient,
-    report: SendReport,
-    records: list[ChunkRecord],
-    *,
-    journal: Journal | None,
-    concurrency: int,
-) -> None:
-    """Send ``records`` again (their ``body`` rebuilt by the caller) as ``stream`` would."""
-    delivery = _Delivery(client, report.endpoint, report, journal=journal)
-    limiter = anyio.CapacityLimiter(min(concurrency, client.max_connections))
-
-    async def deliver(record: ChunkRecord) -> None:
-        async with limiter:
-            await delivery.deliver(record)
-
-    try:
-        async with anyio.create_task_group() as tasks:
-            for record in records:
-                record.state = ChunkState.PENDING
-                delivery.unfinished[record.number] = record
-                tasks.start_soon(deliver, record)
-    finally:
-        delivery._settle_unfinished()
 
 
 def _by_item(problems: list[Problem]) -> dict[int, list[Problem]]:
