@@ -234,7 +234,7 @@ class SendReport:
 
     def count(self, outcome: Outcome) -> int:
         """Recipients with ``outcome``."""
-        return sum(chunk.counts()[outcome] for chunk in self.chunks)
+        return self.counts[outcome]
 
     @property
     def accepted(self) -> int:
@@ -259,7 +259,11 @@ class SendReport:
     @property
     def counts(self) -> dict[Outcome, int]:
         """Recipients per outcome."""
-        return {outcome: self.count(outcome) for outcome in Outcome}
+        totals = dict.fromkeys(Outcome, 0)
+        for chunk in self.chunks:
+            for outcome, count in chunk.counts().items():
+                totals[outcome] += count
+        return totals
 
     @property
     def jobs(self) -> list[JobRef]:
