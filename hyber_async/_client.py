@@ -144,12 +144,12 @@ class HyberClient:
         )
         self.base_url: httpx.URL = _base_url(site, base_url)
         self.dr_base_url: httpx.URL = self.base_url
+        """Where the delivery-report lookups go: ``https://dr-v2-{site}.hyber.im`` for a
+        ``site``, else ``base_url`` (the emulator serves both)."""
         if dr_base_url is not None:
             self.dr_base_url = _base_url(None, dr_base_url)
         elif site is not None:
             self.dr_base_url = httpx.URL(DR_SITE_URL.format(site=site))
-        """Where the delivery-report lookups go: ``https://dr-v2-{site}.hyber.im`` for a
-        ``site``, else ``base_url`` (the emulator serves both)."""
         self.timeouts = timeouts
         self.retry = retry
         self.max_connections = max_connections
