@@ -42,6 +42,7 @@ __all__ = [
     "Message",
     "MessageResult",
     "MessageStatus",
+    "PushOptions",
     "Recipient",
     "SmsOptions",
     "Status",
@@ -61,6 +62,7 @@ class Channel(str, enum.Enum):
     VIBER = "viber"
     SMS = "sms"
     WHATSAPP = "whatsapp"
+    PUSH = "push"
 
     def __str__(self) -> str:
         return self.value
@@ -145,12 +147,32 @@ class WhatsAppOptions:
 
 
 @attrs.frozen
+class PushOptions:
+    """Options of the push channel. ``ttl`` (seconds, 30..86400) and ``title`` (<= 20 chars)
+    are required; so is ``text`` (<= 1000 chars) but in a batch, where it comes from each
+    ``Message``."""
+
+    ttl: int
+    title: str
+    text: str | None = None
+    img: str | None = None
+    """URL of an image (<= 256 chars)."""
+    caption: str | None = None
+    """Label of the button (<= 30 chars)."""
+    action: str | None = None
+    """URL the button opens (<= 256 chars)."""
+    ctr: bool | None = None
+    """Rewrite links (in ``text`` and ``action``) and count clicks."""
+
+
+@attrs.frozen
 class ChannelOptions:
     """One options object per channel listed in ``Campaign.channels``."""
 
     viber: ViberOptions | None = None
     sms: SmsOptions | None = None
     whatsapp: WhatsAppOptions | None = None
+    push: PushOptions | None = None
 
 
 def _as_channels(value: object) -> tuple[Channel, ...]:
@@ -324,7 +346,8 @@ class DeliveryReport:
     substatus: int | None = None
     hyber_status: int | None = None
     sent_via: str | None = None
-    """``"sms"``, ``"viber"``, ``"whatsapp"``, or ``"hyber"`` when the platform blocked it."""
+    """``"sms"``, ``"viber"``, ``"whatsapp"``, ``"push"``, or ``"hyber"`` when the platform
+    blocked it."""
     total_sms_parts: int | None = None
     delivered_sms_parts: int | None = None
     matching_template_id: int | None = None

@@ -239,7 +239,24 @@ def _check_whatsapp(c: _Checker, options: Mapping[str, Any], kind: Kind) -> None
         c.fail("text", "a broadcast WhatsApp message needs a text or a media field")
 
 
-_CHANNEL_RULES = {"viber": _check_viber, "sms": _check_sms, "whatsapp": _check_whatsapp}
+def _check_push(c: _Checker, options: Mapping[str, Any], kind: Kind) -> None:
+    """[doc] chapter 8, push parameters 32-37 and ``ctr``; a batch's text comes from each
+    message. [ours] ``img`` and ``action`` are http(s) URLs (documented only as "URL")."""
+    c.integer(options, "ttl", 30, 86_400, required=True)
+    c.string(options, "title", 20, required=True)
+    c.string(options, "text", 1000, required=kind is not Kind.BATCH)
+    c.string(options, "img", 256, schemes=URL_SCHEMES)
+    c.string(options, "caption", 30)
+    c.string(options, "action", 256, schemes=URL_SCHEMES)
+    c.boolean(options, "ctr")
+
+
+_CHANNEL_RULES = {
+    "viber": _check_viber,
+    "sms": _check_sms,
+    "whatsapp": _check_whatsapp,
+    "push": _check_push,
+}
 
 
 def unknown_channel(index: int, name: object) -> Problem:

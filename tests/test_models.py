@@ -276,8 +276,8 @@ def test_models_are_frozen() -> None:
 
 def test_an_unknown_channel_is_a_validation_error_naming_its_position() -> None:
     """Campaign(channels=...) refuses an unknown channel with a ValidationError naming it."""
-    with pytest.raises(hy.ValidationError, match=r"channels\[1\]: unknown channel 'push'"):
-        hy.Campaign(channels=("sms", "push"), channel_options=hy.ChannelOptions())
+    with pytest.raises(hy.ValidationError, match=r"channels\[1\]: unknown channel 'telegram'"):
+        hy.Campaign(channels=("sms", "telegram"), channel_options=hy.ChannelOptions())
 
 
 def test_a_request_with_an_unknown_channel_does_not_decode() -> None:

@@ -55,6 +55,7 @@ EXPECTED_ALL = [
     "PollDeadlineError",
     "Problem",
     "Progress",
+    "PushOptions",
     "RateLimitError",
     "Recipient",
     "RecipientOutcome",
