@@ -184,6 +184,11 @@ class HyberClient:
         if self._owns_http:
             await self._http.aclose()
 
+    @property
+    def is_closed(self) -> bool:
+        """Whether the connection pool is closed: a request then fails before it leaves."""
+        return self._http.is_closed
+
     # --- the five endpoints -----------------------------------------------------------------
 
     async def send_batch(

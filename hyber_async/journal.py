@@ -12,25 +12,81 @@ A chunk is written as ``IN_FLIGHT`` before its request leaves and again when it 
 in its own durable transaction, so a crash at any instant leaves the journal on the safe side.
 A different campaign, chunk size or input is refused with ``JournalMismatchError``: the journal
 keeps the campaign's fingerprint and a digest of every chunk's request body.
+
+A journal is held by one run at a time: ``SqliteJournal`` takes an exclusive lock when it opens
+and a second opener fails at once with ``JournalLockedError``, so that two runs (an overlapping
+cron job, a restarted supervisor) never both send the campaign. When the journal cannot be
+written (disk full), the send stops and raises ``JournalWriteError`` with its report settled.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
+import sys
 from collections.abc import Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
 from ._errors import HyberError
 from ._send_report import ChunkRecord, ChunkState, Outcome, RecipientOutcome
 
-__all__ = ["Journal", "JournalMismatchError", "SqliteJournal"]
+if TYPE_CHECKING:
+    from ._send_report import SendReport
+
+__all__ = [
+    "Journal",
+    "JournalError",
+    "JournalLockedError",
+    "JournalMismatchError",
+    "JournalNotFoundError",
+    "JournalWriteError",
+    "SqliteJournal",
+]
 
 
-class JournalMismatchError(HyberError, ValueError):
+class JournalError(HyberError):
+    """Root of the errors of a journal."""
+
+
+class JournalMismatchError(JournalError, ValueError):
     """The journal belongs to another campaign or another input: nothing was sent."""
+
+
+class JournalLockedError(JournalError):
+    """Another run holds the journal (``holder`` says which, when it could be read): nothing
+    was sent. Two runs on one journal would both send the campaign."""
+
+    def __init__(self, path: str, holder: str | None) -> None:
+        self.path = path
+        self.holder = holder
+        by = f" by {holder}" if holder else ""
+        super().__init__(
+            f"the journal {path} is in use{by}: one run at a time per journal; wait for that "
+            "run to end (the lock ends with its process)"
+        )
+
+
+class JournalNotFoundError(JournalError):
+    """``create=False`` and there is no campaign to resume: the journal file does not exist,
+    is empty, or records no run. Nothing was sent."""
+
+
+class JournalWriteError(JournalError):
+    """The journal could not record a chunk's state (disk full, I/O error), so the send
+    stopped: no chunk leaves unless the journal recorded it in flight first.
+
+    ``report`` is the send's report, settled in memory: every recipient read has one outcome.
+    The error's ``__cause__`` is the journal's own error. On a resume, the chunks whose end the
+    journal missed read as ``UNKNOWN``: reconcile them.
+    """
+
+    def __init__(self, message: str, *, journal: str, report: SendReport) -> None:
+        self.journal = journal
+        self.report = report
+        super().__init__(message)
 
 
 class Journal(Protocol):
@@ -74,16 +130,37 @@ CREATE TABLE IF NOT EXISTS chunk (
 class SqliteJournal:
     """A journal in an SQLite file (stdlib ``sqlite3``, WAL, ``synchronous=FULL``).
 
-    One file holds one campaign. Use it as a context manager or call ``close()``.
+    One file holds one campaign, used by one run at a time: opening takes an exclusive lock on
+    the sidecar file ``{path}.lock`` (``flock``; ``msvcrt.locking`` on Windows), which holds the
+    holder's pid and host and is released by ``close()`` or by the end of the process, however
+    it ends. A second opener meanwhile raises ``JournalLockedError``. Use it as a context
+    manager or call ``close()``.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        """Open (or create) the journal at ``path``."""
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
+        """Open the journal at ``path``, creating it unless ``create`` is false.
+
+        ``create=False`` resumes only: a journal that does not exist, is empty or records no
+        run raises ``JournalNotFoundError`` (a campaign that would silently start again).
+        """
         self.path = os.fspath(path)
+        if not create:
+            _check_file(self.path)
         self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        try:
+            if not create:
+                self._check_run()
+            self._lock_fd = _lock(self.path)
+        except BaseException:
+            self._db.close()
+            raise
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except BaseException:
+            self.close()
+            raise
 
     def __repr__(self) -> str:
         return f"SqliteJournal({self.path!r})"
@@ -95,8 +172,27 @@ class SqliteJournal:
         self.close()
 
     def close(self) -> None:
-        """Close the database file."""
+        """Close the database file and release the journal for the next run."""
         self._db.close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def _check_run(self) -> None:
+        """Raise ``JournalNotFoundError`` unless the file is a journal with a recorded run."""
+        try:
+            has_run = (
+                self._db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'run'"
+                ).fetchone()
+                and self._db.execute("SELECT 1 FROM run").fetchone()
+            )
+        except sqlite3.DatabaseError as error:
+            raise JournalNotFoundError(f"{self.path} is not a journal ({error})") from error
+        if not has_run:
+            raise JournalNotFoundError(
+                f"the journal {self.path} records no run: no campaign to resume"
+            )
 
     def open_run(self, fingerprint: str, run_id: str) -> str:
         """Start the run ``run_id`` of campaign ``fingerprint``, or resume the recorded run of
@@ -161,6 +257,67 @@ class SqliteJournal:
                 own_outcomes,
             ),
         )
+
+
+def _check_file(path: str) -> None:
+    """Raise ``JournalNotFoundError`` unless ``path`` is a file with something in it."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        raise JournalNotFoundError(
+            f"no journal at {path} to resume: the file does not exist"
+        ) from None
+    if size == 0:
+        raise JournalNotFoundError(f"the journal {path} is empty: no campaign to resume")
+
+
+def _lock(path: str) -> int:
+    """Take the exclusive lock of the journal at ``path`` and write who holds it; return the
+    lock file's descriptor, whose closing (or the end of the process) releases the lock.
+
+    ``flock`` (one holder per open file, so also within one process), not ``fcntl`` record
+    locks, which a process would share with itself. The lock file stays when released:
+    removing it would let two openers lock two different files.
+    """
+    lock_path = path + ".lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        _try_lock(fd)
+    except OSError:
+        os.close(fd)
+        raise JournalLockedError(path, _holder(lock_path)) from None
+    holder = {"pid": os.getpid(), "host": socket.gethostname()}
+    os.ftruncate(fd, 0)
+    os.write(fd, orjson.dumps(holder) + b"\n")
+    return fd
+
+
+if sys.platform == "win32":
+    import msvcrt
+
+    _WINDOWS_LOCK_OFFSET = 1 << 20
+    """Windows locks are mandatory: lock a byte past the holder's line, which stays readable."""
+
+    def _try_lock(fd: int) -> None:
+        os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        os.lseek(fd, 0, os.SEEK_SET)
+
+else:
+    import fcntl
+
+    def _try_lock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _holder(lock_path: str) -> str | None:
+    """Who holds the lock, as written in the lock file (``None`` when it cannot be read)."""
+    try:
+        with open(lock_path, "rb") as file:
+            holder = orjson.loads(file.read(4096))
+        return f"pid {int(holder['pid'])} on {holder['host']!s}"
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
 
 
 def _outcome_to_row(item: RecipientOutcome) -> list[object]:
