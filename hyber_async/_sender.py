@@ -9,8 +9,9 @@ Every chunk's state lives in its ``ChunkRecord``; the workers move it from ``PEN
 (queued) or ``UNKNOWN`` (in flight), so the report always partitions what was read.
 
 A failure that is not a chunk's own (the input raises, the client is closed, the journal
-refuses the input or cannot be written) stops the send: nothing more is read or sent, the
-chunks in flight get their answers, and the failure itself is raised once all is settled.
+refuses the input or cannot be written) stops the send: nothing more is read nor handed to
+the workers, the chunks they hold get their answers, and the failure itself is raised once
+all is settled. No chunk is sent unless the journal recorded it in flight first.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class Delivery:
         self.stopped: str | None = None
         """Why the send stopped, in words, once it has."""
         self.journal_failed = False
+        """Whether ``failure`` is the journal's: raised as ``JournalWriteError``."""
 
     async def _worker(self, receive: anyio.abc.ObjectReceiveStream[ChunkRecord]) -> None:
         async with receive:
@@ -121,13 +123,14 @@ class Delivery:
             self.stop(error)
 
     async def _post(self, record: ChunkRecord) -> None:
+        closed = self.client.is_closed
         try:
             response = await self.client.request("POST", self.path, record.body)
         except HyberError as error:
             record.error_code = getattr(error, "error_code", None)
             self.finish(record, ChunkState(outcome_of_error(error).value), str(error))
         except Exception:
-            if self.client.is_closed:  # refused before anything left
+            if closed:  # httpx refuses a closed client's request before anything leaves
                 self.finish(record, ChunkState.NOT_SENT, "not sent: the client is closed")
             raise
         else:
@@ -216,16 +219,17 @@ class Delivery:
             self.journal.save(record)
         except Exception as error:
             what = f"chunk {record.number} as {record.state.value}"
-            self.stop(error, f"the journal {self.journal!r} could not record {what}: {error}")
-            self.journal_failed = self.journal_failed or self.failure is error
+            reason = f"the journal {self.journal!r} could not record {what}: {error}"
+            self.stop(error, reason, journal=True)
             return False
         return True
 
-    def stop(self, failure: Exception, reason: str | None = None) -> None:
-        """Stop the send for ``failure`` (the first one counts): nothing more is sent."""
+    def stop(self, failure: Exception, reason: str | None = None, *, journal: bool = False) -> None:
+        """Stop the send for ``failure`` (the first one counts): nothing more is read."""
         if self.failure is None:
             self.failure = failure
             self.stopped = reason or f"{type(failure).__name__}: {failure}"
+            self.journal_failed = journal
 
     def raise_failure(self) -> None:
         """Raise what stopped the send, if anything did (once everything has settled)."""
