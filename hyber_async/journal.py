@@ -26,7 +26,7 @@ import socket
 import sqlite3
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 import orjson
 
@@ -150,7 +150,7 @@ class SqliteJournal:
         try:
             if not create:
                 self._check_run()
-            self._lock_fd = _lock(self.path)
+            self._lock = _lock(self.path)
         except BaseException:
             self._db.close()
             raise
@@ -174,9 +174,7 @@ class SqliteJournal:
     def close(self) -> None:
         """Close the database file and release the journal for the next run."""
         self._db.close()
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)
-            self._lock_fd = -1
+        self._lock.close()
 
     def _check_run(self) -> None:
         """Raise ``JournalNotFoundError`` unless the file is a journal with a recorded run."""
@@ -271,25 +269,25 @@ def _check_file(path: str) -> None:
         raise JournalNotFoundError(f"the journal {path} is empty: no campaign to resume")
 
 
-def _lock(path: str) -> int:
+def _lock(path: str) -> BinaryIO:
     """Take the exclusive lock of the journal at ``path`` and write who holds it; return the
-    lock file's descriptor, whose closing (or the end of the process) releases the lock.
+    lock file, whose closing (or the end of the process) releases the lock.
 
     ``flock`` (one holder per open file, so also within one process), not ``fcntl`` record
     locks, which a process would share with itself. The lock file stays when released:
     removing it would let two openers lock two different files.
     """
     lock_path = path + ".lock"
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0)
+    lock = os.fdopen(os.open(lock_path, flags, 0o644), "r+b", buffering=0)
     try:
-        _try_lock(fd)
+        _try_lock(lock.fileno())
     except OSError:
-        os.close(fd)
+        lock.close()
         raise JournalLockedError(path, _holder(lock_path)) from None
-    holder = {"pid": os.getpid(), "host": socket.gethostname()}
-    os.ftruncate(fd, 0)
-    os.write(fd, orjson.dumps(holder) + b"\n")
-    return fd
+    lock.truncate(0)
+    lock.write(orjson.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + b"\n")
+    return lock
 
 
 if sys.platform == "win32":
