@@ -52,10 +52,13 @@ class JournalError(HyberError):
 
 
 class JournalMismatchError(JournalError, ValueError):
-    """The journal belongs to another campaign or another input: nothing was sent."""
+    """The journal belongs to another campaign or another input: nothing was sent.
+
+    Also the base of the journal's other refusals of a run (``JournalLockedError``,
+    ``JournalNotFoundError``), so that one handler covers every "nothing was sent" case."""
 
 
-class JournalLockedError(JournalError):
+class JournalLockedError(JournalMismatchError):
     """Another run holds the journal (``holder`` says which, when it could be read): nothing
     was sent. Two runs on one journal would both send the campaign."""
 
@@ -69,7 +72,7 @@ class JournalLockedError(JournalError):
         )
 
 
-class JournalNotFoundError(JournalError):
+class JournalNotFoundError(JournalMismatchError):
     """``create=False`` and there is no campaign to resume: the journal file does not exist,
     is empty, or records no run. Nothing was sent."""
 
@@ -186,10 +189,12 @@ class SqliteJournal:
                 and self._db.execute("SELECT 1 FROM run").fetchone()
             )
         except sqlite3.DatabaseError as error:
-            raise JournalNotFoundError(f"{self.path} is not a journal ({error})") from error
+            raise JournalNotFoundError(
+                f"{self.path}: not a journal ({error}): nothing to resume"
+            ) from error
         if not has_run:
             raise JournalNotFoundError(
-                f"the journal {self.path} records no run: no campaign to resume"
+                f"{self.path}: the journal records no run: nothing to resume"
             )
 
     def open_run(self, fingerprint: str, run_id: str) -> str:
@@ -262,11 +267,9 @@ def _check_file(path: str) -> None:
     try:
         size = os.path.getsize(path)
     except OSError:
-        raise JournalNotFoundError(
-            f"no journal at {path} to resume: the file does not exist"
-        ) from None
+        raise JournalNotFoundError(f"{path}: no such journal: nothing to resume") from None
     if size == 0:
-        raise JournalNotFoundError(f"the journal {path} is empty: no campaign to resume")
+        raise JournalNotFoundError(f"{path}: the journal is empty: nothing to resume")
 
 
 def _lock(path: str) -> BinaryIO:
