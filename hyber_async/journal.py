@@ -106,7 +106,8 @@ class Journal(Protocol):
         """Every chunk recorded so far, by chunk number."""
 
     def save(self, record: ChunkRecord) -> None:
-        """Record ``record``'s current state (and its ``digest``) durably before returning."""
+        """Record ``record``'s current state (and its ``digest``) durably before returning;
+        raise if it cannot (the send then stops with ``JournalWriteError``)."""
 
 
 _SCHEMA = """
