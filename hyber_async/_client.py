@@ -184,6 +184,11 @@ class HyberClient:
         if self._owns_http:
             await self._http.aclose()
 
+    @property
+    def is_closed(self) -> bool:
+        """Whether the connection pool is closed: a request then fails before it leaves."""
+        return self._http.is_closed
+
     # --- the five endpoints -----------------------------------------------------------------
 
     async def send_batch(
@@ -294,6 +299,10 @@ class HyberClient:
         nothing raises for a failed chunk: the returned ``SendReport`` partitions the input into
         ``ACCEPTED``, ``REJECTED``, ``NOT_SENT`` and ``UNKNOWN``. A chunk is resent only when it
         provably did not reach the server or was refused (see ``RetryPolicy``).
+
+        A failure that is not a chunk's own (the input raises, the client is closed, the journal
+        refuses the input or cannot be written: ``JournalWriteError``) stops reading; it is
+        raised once the chunks in flight have settled, ``report`` partitioning what was read.
         """
         return await stream(
             self,

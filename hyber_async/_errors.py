@@ -19,6 +19,11 @@
     │   ├── ServerError                    5xx (``retry_after``)
     │   └── UnexpectedResponseError (also OutcomeUnknownError)
     ├── ReportParseError (also ValueError) a malformed delivery report
+    ├── JournalError (in journal)
+    │   ├── JournalMismatchError (also ValueError)  the journal refuses the run: nothing sent
+    │   │   ├── JournalLockedError         another run holds the journal
+    │   │   └── JournalNotFoundError       ``create=False`` and nothing to resume
+    │   └── JournalWriteError              the journal cannot be written: the send stopped
     └── PollDeadlineError (also TimeoutError, in _poller) jobs still pending at the deadline
 
 The API has no idempotency key, so the distinction between ``NotSentError`` and

@@ -78,6 +78,7 @@ async def reconcile(
             delivery.finish(chunk, ChunkState.NOT_SENT, NOT_FOUND)
     if to_resend:
         await delivery.deliver_all(to_resend, LOOKUP_CONCURRENCY)
+    delivery.raise_failure()
     return report
 
 
