@@ -127,7 +127,15 @@ def redacted_request(request: httpx.Request) -> httpx.Request:
 class APIError(HyberError):
     """The server answered with an error status or an ``{error_code, error_text}`` body."""
 
-    def __init__(self, response: httpx.Response, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        response: httpx.Response,
+        *,
+        retry_after: float | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """The error ``response`` stands for; ``detail`` says what is wrong with it, when its
+        status and body do not."""
         self.request: httpx.Request = redacted_request(response.request)
         self.response: httpx.Response = httpx.Response(
             response.status_code,
@@ -140,7 +148,7 @@ class APIError(HyberError):
         self.error_code: int | None
         self.error_text: str | None
         self.error_code, self.error_text = error_body(response.content)
-        detail = self.error_text or response.reason_phrase or "error"
+        detail = detail or self.error_text or response.reason_phrase or "error"
         code = "" if self.error_code is None else f" [error_code {self.error_code}]"
         super().__init__(
             f"{self.request.method} {self.request.url.path} -> HTTP {self.status_code}{code}: "
