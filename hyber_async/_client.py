@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import os
 import re
@@ -515,7 +516,7 @@ class HyberClient:
                         request = self._http.build_request(
                             method, url, content=content, headers=headers
                         )
-                        response = await self._read(request, limit)
+                        response, whole = await self._read(request, limit)
                     except httpx.RequestError as exc:
                         last_error = translate_transport_error(exc)
                         last_error.__cause__ = _without_frames(exc)
@@ -527,11 +528,11 @@ class HyberClient:
                             last_error = exc
                             retry_after = exc.retry_after
                         else:
-                            if len(response.content) <= limit:
+                            if whole:
                                 logger.debug("%s %s -> %s", method, url.path, response.status_code)
                                 return response
                             last_error = UnexpectedResponseError(
-                                _cut(response, self.answer_limits.base_bytes),
+                                response,
                                 detail=f"the answer is longer than the {limit} bytes "
                                 f"allowed for {items} items; the rest was not read",
                             )
@@ -552,43 +553,62 @@ class HyberClient:
                 raise _with_extra_ids(deadline, extra_ids) from None
             raise _with_extra_ids(last_error, extra_ids) from last_error.__cause__
 
-    async def _read(self, request: httpx.Request, limit: int) -> httpx.Response:
-        """Send ``request`` and read its answer: at most ``limit`` bytes of a success, at most
-        ``answer_limits.base_bytes`` of an error. One byte more than ``limit`` is read of a
-        success that is longer, so that the caller sees it is; nothing past that."""
+    async def _read(self, request: httpx.Request, limit: int) -> tuple[httpx.Response, bool]:
+        """Send ``request`` and read its answer: the answer, and whether it was read whole.
+
+        Of a success at most ``limit`` bytes are read (none when its ``Content-Length``
+        already exceeds it); of an error at most ``answer_limits.base_bytes``. What is kept
+        of an answer not read whole is its first ``base_bytes``.
+        """
         streamed = await self._http.send(request, auth=self._auth, stream=True)
+        success = 200 <= streamed.status_code < 300
+        if not success:
+            limit = self.answer_limits.base_bytes
+        chunks: list[bytes] = []
+        size = 0
         try:
-            if not 200 <= streamed.status_code < 300:
-                limit = self.answer_limits.base_bytes
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in streamed.aiter_bytes():
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > limit:
-                    break
+            if not success or _declared_length(streamed) <= limit:
+                # Leaving httpx's chain of async generators before its end makes trio warn
+                # (ResourceWarning) that the inner ones were collected unexhausted; it closes
+                # them all the same.
+                async with contextlib.aclosing(streamed.aiter_bytes()) as parts:
+                    async for chunk in parts:
+                        chunks.append(chunk)
+                        size += len(chunk)
+                        if size > limit:
+                            break
+            else:
+                size = limit + 1
         finally:
             await streamed.aclose()
             _release_stream(streamed)
+        whole = size <= limit
         body = b"".join(chunks)
-        if not 200 <= streamed.status_code < 300:
-            body = body[:limit]
+        if not whole:
+            body = body[: self.answer_limits.base_bytes]
         headers = [
             (name, value)
             for name, value in streamed.headers.multi_items()
             if name not in ("content-encoding", "content-length", "transfer-encoding")
         ]
-        return httpx.Response(
+        kept = ("http_version", "reason_phrase")
+        response = httpx.Response(
             streamed.status_code,
             headers=headers,
             content=body,
             request=streamed.request,
-            extensions={
-                k: v
-                for k, v in streamed.extensions.items()
-                if k in ("http_version", "reason_phrase")
-            },
+            extensions={k: v for k, v in streamed.extensions.items() if k in kept},
         )
+        return response, whole
+
+
+def _declared_length(response: httpx.Response) -> int:
+    """The body length ``response`` declares before any decoding, or 0 when it declares none
+    (or a compressed one: its decoded length is unknown)."""
+    declared = response.headers.get("content-length", "")
+    if "content-encoding" in response.headers or not declared.isdigit():
+        return 0
+    return int(declared)
 
 
 def _in_request_order(
@@ -604,16 +624,6 @@ def _in_request_order(
         )
         raise UnexpectedResponseError(response, detail=detail)
     return SyncResult(tuple(r for r in matched if r is not None))
-
-
-def _cut(response: httpx.Response, size: int) -> httpx.Response:
-    """``response`` with its body cut to ``size`` bytes."""
-    return httpx.Response(
-        response.status_code,
-        headers=[h for h in response.headers.multi_items() if h[0] != "content-length"],
-        content=response.content[:size],
-        request=response.request,
-    )
 
 
 def _without_frames(exc: BaseException) -> BaseException:

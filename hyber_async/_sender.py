@@ -26,7 +26,7 @@ import orjson
 
 from ._chunking import chunked
 from ._codec import Envelope, decode_answer, match_sync_results, to_wire_items
-from ._errors import HyberError, Problem
+from ._errors import HyberError, Problem, ValidationError
 from ._models import Campaign, JobAccepted, SyncResult
 from ._send_report import (
     ChunkRecord,
@@ -448,8 +448,9 @@ async def stream(
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     if max_rate is not None:
-        if max_rate <= 0:
-            raise ValueError(f"max_rate must be positive, got {max_rate}")
+        if not (math.isfinite(max_rate) and max_rate > 0):
+            message = f"must be a positive finite number of recipients per second, got {max_rate}"
+            raise ValidationError([Problem("max_rate", message)])
         chunk_size = min(chunk_size, math.ceil(max_rate / 10))
     if on_invalid not in ("skip", "abort"):
         raise ValueError(f"on_invalid must be 'skip' or 'abort', got {on_invalid!r}")
