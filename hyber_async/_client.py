@@ -7,9 +7,9 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import AsyncIterable, Generator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 import anyio
@@ -571,7 +571,8 @@ class HyberClient:
                 # Leaving httpx's chain of async generators before its end makes trio warn
                 # (ResourceWarning) that the inner ones were collected unexhausted; it closes
                 # them all the same.
-                async with contextlib.aclosing(streamed.aiter_bytes()) as parts:
+                generator = cast(AsyncGenerator[bytes, None], streamed.aiter_bytes())
+                async with contextlib.aclosing(generator) as parts:
                     async for chunk in parts:
                         chunks.append(chunk)
                         size += len(chunk)
