@@ -94,7 +94,13 @@ class _Secret:
 class _BasicAuth(httpx.Auth):
     """Basic authentication that holds its header only here and adds it only inside httpx's
     auth flow, to a request whose headers httpx redacts in every repr: no frame of the client
-    holds the password or the token in a local, and reprs of this object redact both."""
+    holds the password or the token in a local, and reprs of this object redact both.
+
+    Below httpx, httpcore and h11 hold the header in forms that do not redact (the raw header
+    list, h11's request event), but only in the frames that write the request head, and
+    httpcore does not raise from there: a write failure surfaces as the read failure after it,
+    from frames that hold neither (tests/test_traceback_locals.py renders each case).
+    """
 
     __slots__ = ("_header",)
 
@@ -519,7 +525,7 @@ class HyberClient:
                         response, whole = await self._read(request, limit)
                     except httpx.RequestError as exc:
                         last_error = translate_transport_error(exc)
-                        last_error.__cause__ = _without_frames(exc)
+                        last_error.__cause__ = exc
                         retry_after = None
                     else:
                         try:
@@ -625,22 +631,6 @@ def _in_request_order(
         )
         raise UnexpectedResponseError(response, detail=detail)
     return SyncResult(tuple(r for r in matched if r is not None))
-
-
-def _without_frames(exc: BaseException) -> BaseException:
-    """``exc`` and the exceptions chained to it without their tracebacks.
-
-    Their frames are httpx's and httpcore's, and some of those hold the request headers in
-    forms that do not redact ``Authorization`` (the raw header list, h11's request event), which
-    a traceback printed with locals would show. The exception types and messages remain.
-    """
-    link: BaseException | None = exc
-    seen: set[int] = set()
-    while link is not None and id(link) not in seen:
-        seen.add(id(link))
-        link.__traceback__ = None
-        link = link.__cause__ or link.__context__
-    return exc
 
 
 def _release_stream(response: httpx.Response) -> None:

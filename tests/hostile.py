@@ -38,8 +38,10 @@ class Answer:
 
     ``body`` is sent first; with ``size``, ``filler`` is repeated after it until the body is
     ``size`` bytes long (sent a ``block`` at a time, never built whole). ``delay`` seconds pass
-    before the status line, ``trickle`` seconds between blocks. ``reset="before"`` aborts the
-    connection (TCP RST) after reading the request, without answering; ``reset="mid"`` aborts
+    before the status line, ``trickle`` seconds between blocks. ``reset="connect"`` aborts the
+    connection (TCP RST) as soon as it is accepted, before reading anything (the answer to the
+    next request is then the next one of the script); ``reset="before"`` aborts it after
+    reading the request, without answering; ``reset="mid"`` aborts
     it after ``reset_after`` bytes of the body. ``content_length=False`` sends the body
     chunked instead of with a ``Content-Length``.
     """
@@ -52,7 +54,7 @@ class Answer:
     delay: float = 0.0
     trickle: float = 0.0
     block: int = BLOCK
-    reset: Literal["before", "mid"] | None = None
+    reset: Literal["connect", "before", "mid"] | None = None
     reset_after: int = 0
     content_length: bool = True
 
@@ -88,8 +90,10 @@ class Received:
 
     method: str
     path: str
-    headers: dict[str, str]
-    body: bytes
+    headers: dict[str, str] = attrs.field(repr=False)
+    """Lower-cased names; not in the repr, which a traceback with locals prints (the
+    ``Authorization`` header is among them)."""
+    body: bytes = attrs.field(repr=False)
 
 
 Script = Sequence[Answer] | Callable[[Received], Answer]
@@ -106,6 +110,13 @@ class HostileServer:
     """Body bytes of each answer written before it ended or the client went away."""
     finished: list[bool] = attrs.Factory(list)
     """Whether each answer was written whole."""
+    pending_resets: int = 0
+    """Connections still to abort as soon as they are accepted (``reset="connect"``)."""
+
+    def __attrs_post_init__(self) -> None:
+        if not callable(self.script):
+            self.pending_resets = sum(a.reset == "connect" for a in self.script)
+            self.script = [a for a in self.script if a.reset != "connect"] or [Answer()]
 
     def answer_for(self, request: Received) -> Answer:
         """The scripted answer to ``request``: the next of a sequence (the last one repeats),
@@ -118,6 +129,10 @@ class HostileServer:
     async def handle(self, stream: SocketStream) -> None:
         """Read one request from ``stream`` and answer it as scripted."""
         async with stream:
+            if self.pending_resets:
+                self.pending_resets -= 1
+                _abort(stream)
+                return
             try:
                 request = await _read_request(stream)
             except (anyio.EndOfStream, anyio.BrokenResourceError, ValueError):
