@@ -9,6 +9,7 @@
     │   │                                  writing, deadline during the request, 5xx)
     │   ├── ServerError (also APIError)    5xx
     │   └── UnexpectedResponseError        a success answer whose body cannot be read
+    │                                      (wrong types, unattributable, too long)
     ├── APIError                           the server answered with an error
     │   ├── BadRequestError                400, 422, or an error body on 200
     │   ├── AuthenticationError            401
@@ -185,8 +186,10 @@ class ServerError(APIError, OutcomeUnknownError):
 
 
 class UnexpectedResponseError(APIError, OutcomeUnknownError):
-    """A success status whose body is not the documented answer: the request may have been
-    processed, but what it produced (a job id, message ids) cannot be read."""
+    """A success status whose body is not the documented answer (a value of the wrong type, a
+    sync answer that does not name each item once, a body longer than ``AnswerLimits``): the
+    request may have been processed, but what it produced (a job id, message ids) cannot be
+    read."""
 
 
 class ReportParseError(HyberError, ValueError):
