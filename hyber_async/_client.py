@@ -440,7 +440,7 @@ class HyberClient:
         try:
             result = decode_answer(response, answer)
             if isinstance(result, SyncResult):
-                return _in_request_order(response, result, wire)  # type: ignore[return-value]
+                return cast(T, _in_request_order(response, result, wire))
             return result
         except UnexpectedResponseError as exc:
             raise _with_extra_ids(exc, extra_ids) from None
@@ -563,8 +563,8 @@ class HyberClient:
         """Send ``request`` and read its answer: the answer, and whether it was read whole.
 
         Of a success at most ``limit`` bytes are read (none when its ``Content-Length``
-        already exceeds it); of an error at most ``answer_limits.base_bytes``. What is kept
-        of an answer not read whole is its first ``base_bytes``.
+        already exceeds it); of an error at most ``answer_limits.base_bytes``. Of an answer not
+        read whole, at most its first ``base_bytes`` are kept.
         """
         streamed = await self._http.send(request, auth=self._auth, stream=True)
         success = 200 <= streamed.status_code < 300
