@@ -6,7 +6,14 @@ through the 50,000-per-request limit, and account for every one of them.
 
 from ._client import HyberClient
 from ._codec import converter
-from ._config import DEFAULT_RETRY, DEFAULT_TIMEOUTS, RetryPolicy, Timeouts
+from ._config import (
+    DEFAULT_ANSWER_LIMITS,
+    DEFAULT_RETRY,
+    DEFAULT_TIMEOUTS,
+    AnswerLimits,
+    RetryPolicy,
+    Timeouts,
+)
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -70,10 +77,12 @@ from ._validation import MAX_ITEMS
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_ANSWER_LIMITS",
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUTS",
     "MAX_ITEMS",
     "APIError",
+    "AnswerLimits",
     "AuthenticationError",
     "BadRequestError",
     "BatchRequest",

@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import os
 import re
-from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 import anyio
 import httpx
 
-from ._codec import Envelope, decode_answer, to_wire_items
+from ._codec import Envelope, decode_answer, match_sync_results, to_wire_items
 from ._config import (
+    DEFAULT_ANSWER_LIMITS,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_RETRY,
     DEFAULT_TIMEOUTS,
     DR_SITE_URL,
     SITE_URL,
+    AnswerLimits,
     RetryPolicy,
     Timeouts,
 )
@@ -70,17 +73,55 @@ BatchItem = Message | Mapping[str, Any]
 BroadcastItem = Recipient | Mapping[str, Any]
 
 
-class _Credentials:
-    """The Basic-auth header, kept out of every repr."""
+class _Secret:
+    """A password held where a traceback's locals, a repr or a str cannot show it."""
 
-    __slots__ = ("header",)
+    __slots__ = ("_value",)
 
-    def __init__(self, login: str, password: str) -> None:
-        token = base64.b64encode(f"{login}:{password}".encode()).decode("ascii")
-        self.header = f"Basic {token}"
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The password itself."""
+        return self._value
 
     def __repr__(self) -> str:
-        return "_Credentials([redacted])"
+        return "_Secret([redacted])"
+
+    __str__ = __repr__
+
+
+class _BasicAuth(httpx.Auth):
+    """Basic authentication that holds its header only here and adds it only inside httpx's
+    auth flow, to a request whose headers httpx redacts in every repr: no frame of the client
+    holds the password or the token in a local, and reprs of this object redact both.
+
+    Below httpx, httpcore and h11 hold the header in forms that do not redact (the raw header
+    list, h11's request event), but only in the frames that write the request head, and
+    httpcore does not raise from there: a write failure surfaces as the read failure after it,
+    from frames that hold neither (tests/test_traceback_locals.py renders each case).
+    """
+
+    __slots__ = ("_header",)
+
+    def __init__(self, login: str, password: _Secret) -> None:
+        self._header = _Secret(
+            "Basic " + base64.b64encode(f"{login}:{password.reveal()}".encode()).decode("ascii")
+        )
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Add the ``Authorization`` header to ``request``."""
+        request.headers["Authorization"] = self._header.reveal()
+        yield request
+
+    def __repr__(self) -> str:
+        return "_BasicAuth([redacted])"
+
+    __str__ = __repr__
+
+
+_JOB_ID_MAX = 256
+"""The longest job id ``get_status`` takes (the API issues 36-character UUIDs)."""
 
 
 def _setting(value: str | None, env: str, name: str) -> str:
@@ -136,11 +177,17 @@ class HyberClient:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         http_client: httpx.AsyncClient | None = None,
         dr_base_url: str | None = None,
+        answer_limits: AnswerLimits = DEFAULT_ANSWER_LIMITS,
     ) -> None:
+        secret = None if password is None else _Secret(password)
+        del password  # from here on only redacting holders show in a traceback's locals
         self.client_id: str = _setting(client_id, "HYBER_CLIENT_ID", "client_id")
         self.login: str = _setting(login, "HYBER_LOGIN", "login")
-        self._credentials = _Credentials(
-            self.login, _setting(password, "HYBER_PASSWORD", "password")
+        self._auth = _BasicAuth(
+            self.login,
+            _Secret(
+                _setting(None if secret is None else secret.reveal(), "HYBER_PASSWORD", "password")
+            ),
         )
         self.base_url: httpx.URL = _base_url(site, base_url)
         self.dr_base_url: httpx.URL = self.base_url
@@ -152,6 +199,8 @@ class HyberClient:
             self.dr_base_url = httpx.URL(DR_SITE_URL.format(site=site))
         self.timeouts = timeouts
         self.retry = retry
+        self.answer_limits = answer_limits
+        """How much of an answer is read at most (see ``AnswerLimits``)."""
         self.max_connections = max_connections
         """Requests this client keeps in flight at most (the size of its connection pool)."""
         self._owns_http = http_client is None
@@ -163,9 +212,12 @@ class HyberClient:
         )
 
     def __repr__(self) -> str:
+        # getattr: a client whose constructor failed half-way still has a repr
+        base_url = getattr(self, "base_url", None)
         return (
-            f"HyberClient(client_id={self.client_id!r}, login={self.login!r}, "
-            f"base_url={str(self.base_url)!r})"
+            f"HyberClient(client_id={getattr(self, 'client_id', None)!r}, "
+            f"login={getattr(self, 'login', None)!r}, "
+            f"base_url={None if base_url is None else str(base_url)!r})"
         )
 
     async def __aenter__(self) -> HyberClient:
@@ -221,8 +273,11 @@ class HyberClient:
 
     async def get_status(self, job_id: str) -> JobStatus:
         """The status report of every message of a job."""
-        if _JOB_ID.fullmatch(job_id) is None:
-            raise ValidationError([Problem("job_id", f"must be a job id, got {job_id!r}")])
+        if not isinstance(job_id, str) or _JOB_ID.fullmatch(job_id) is None:
+            raise ValidationError([Problem("job_id", f"must be a job id, got {job_id!r:.80}")])
+        if len(job_id) > _JOB_ID_MAX:
+            message = f"must be at most {_JOB_ID_MAX} characters, got {len(job_id)}"
+            raise ValidationError([Problem("job_id", message)])
         response = await self.request("GET", f"status/{job_id}")
         return decode_answer(response, JobStatus)
 
@@ -390,9 +445,12 @@ class HyberClient:
         if problems:
             raise ValidationError(problems)
         extra_ids = tuple(i["extra_id"] for i in wire if i.get("extra_id") is not None)
-        response = await self.request("POST", path, envelope.body(wire), extra_ids)
+        response = await self.request("POST", path, envelope.body(wire), extra_ids, items=len(wire))
         try:
-            return decode_answer(response, answer)
+            result = decode_answer(response, answer)
+            if isinstance(result, SyncResult):
+                return cast(T, _in_request_order(response, result, wire))
+            return result
         except UnexpectedResponseError as exc:
             raise _with_extra_ids(exc, extra_ids) from None
 
@@ -441,6 +499,7 @@ class HyberClient:
         extra_ids: Sequence[str] = (),
         *,
         base: httpx.URL | None = None,
+        items: int = MAX_ITEMS,
     ) -> httpx.Response:
         """Send one request to ``path`` (relative to ``{base}/{client_id}/``, ``base`` being
         ``base_url`` by default) with retries.
@@ -448,13 +507,18 @@ class HyberClient:
         Returns a successful response or raises: ``APIError`` for an error answer,
         ``NotSentError`` when the request never left, ``OutcomeUnknownError`` (carrying
         ``extra_ids``) when it may have been processed. The whole call, retries included,
-        ends within ``timeouts.total`` seconds.
+        ends within ``timeouts.total`` seconds. Of the answer at most
+        ``answer_limits.for_items(items)`` bytes are read (``items``: the request's item count,
+        or what its answer may list); a longer success answer is an
+        ``UnexpectedResponseError``.
         """
         base = base or self.base_url
-        url = base.copy_with(path=f"{base.path.rstrip('/')}/{self.client_id}/{path}")
-        headers = {"Authorization": self._credentials.header}
-        if content is not None:
-            headers["Content-Type"] = "application/json"
+        try:
+            url = base.copy_with(path=f"{base.path.rstrip('/')}/{self.client_id}/{path}")
+        except httpx.InvalidURL as exc:
+            raise ValidationError([Problem("path", f"cannot be sent: {exc}")]) from None
+        headers = {"Content-Type": "application/json"} if content is not None else None
+        limit = self.answer_limits.for_items(items)
         attempt = 0
         in_flight = False
         last_error: HyberError | None = None
@@ -464,10 +528,10 @@ class HyberClient:
                     attempt += 1
                     in_flight = True
                     try:
-                        response = await self._http.request(
+                        request = self._http.build_request(
                             method, url, content=content, headers=headers
                         )
-                        _release_stream(response)
+                        response, whole = await self._read(request, limit)
                     except httpx.RequestError as exc:
                         last_error = translate_transport_error(exc)
                         last_error.__cause__ = exc
@@ -479,8 +543,15 @@ class HyberClient:
                             last_error = exc
                             retry_after = exc.retry_after
                         else:
-                            logger.debug("%s %s -> %s", method, url.path, response.status_code)
-                            return response
+                            if whole:
+                                logger.debug("%s %s -> %s", method, url.path, response.status_code)
+                                return response
+                            last_error = UnexpectedResponseError(
+                                response,
+                                detail=f"the answer is longer than the {limit} bytes "
+                                f"allowed for {items} items; the rest was not read",
+                            )
+                            retry_after = None
                     in_flight = False
                     logger.debug("%s %s attempt %d: %s", method, url.path, attempt, last_error)
                     if attempt >= self.retry.max_attempts or not self.retry.retries(
@@ -496,6 +567,79 @@ class HyberClient:
                 )
                 raise _with_extra_ids(deadline, extra_ids) from None
             raise _with_extra_ids(last_error, extra_ids) from last_error.__cause__
+
+    async def _read(self, request: httpx.Request, limit: int) -> tuple[httpx.Response, bool]:
+        """Send ``request`` and read its answer: the answer, and whether it was read whole.
+
+        Of a success at most ``limit`` bytes are read (none when its ``Content-Length``
+        already exceeds it); of an error at most ``answer_limits.base_bytes``. Of an answer not
+        read whole, at most its first ``base_bytes`` are kept.
+        """
+        streamed = await self._http.send(request, auth=self._auth, stream=True)
+        success = 200 <= streamed.status_code < 300
+        if not success:
+            limit = self.answer_limits.base_bytes
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            if not success or _declared_length(streamed) <= limit:
+                # Leaving httpx's chain of async generators before its end makes trio warn
+                # (ResourceWarning) that the inner ones were collected unexhausted; it closes
+                # them all the same.
+                generator = cast(AsyncGenerator[bytes, None], streamed.aiter_bytes())
+                async with contextlib.aclosing(generator) as parts:
+                    async for chunk in parts:
+                        chunks.append(chunk)
+                        size += len(chunk)
+                        if size > limit:
+                            break
+            else:
+                size = limit + 1
+        finally:
+            await streamed.aclose()
+            _release_stream(streamed)
+        whole = size <= limit
+        body = b"".join(chunks)
+        if not whole:
+            body = body[: self.answer_limits.base_bytes]
+        headers = [
+            (name, value)
+            for name, value in streamed.headers.multi_items()
+            if name not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        kept = ("http_version", "reason_phrase")
+        response = httpx.Response(
+            streamed.status_code,
+            headers=headers,
+            content=body,
+            request=streamed.request,
+            extensions={k: v for k, v in streamed.extensions.items() if k in kept},
+        )
+        return response, whole
+
+
+def _declared_length(response: httpx.Response) -> int:
+    """The body length ``response`` declares before any decoding, or 0 when it declares none
+    (or a compressed one: its decoded length is unknown)."""
+    declared = response.headers.get("content-length", "")
+    if "content-encoding" in response.headers or not declared.isdigit():
+        return 0
+    return int(declared)
+
+
+def _in_request_order(
+    response: httpx.Response, answer: SyncResult, wire: Sequence[Mapping[str, Any]]
+) -> SyncResult:
+    """``answer`` with one result per sent item, in request order; ``UnexpectedResponseError``
+    when it does not name each item's result unambiguously (see ``match_sync_results``)."""
+    matched = match_sync_results(answer, [item.get("extra_id") for item in wire])
+    if len(answer.messages) != len(wire) or None in matched:
+        detail = (
+            f"the sync answer holds {len(answer.messages)} results for {len(wire)} items, "
+            "not one per item by extra_id"
+        )
+        raise UnexpectedResponseError(response, detail=detail)
+    return SyncResult(tuple(r for r in matched if r is not None))
 
 
 def _release_stream(response: httpx.Response) -> None:

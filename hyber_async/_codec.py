@@ -7,7 +7,7 @@ gives the wire ``dict`` without encoding. All policies live in :func:`configure_
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, TypeVar, get_args, get_type_hints
 
@@ -48,6 +48,7 @@ __all__ = [
     "decode_answer",
     "format_start_time",
     "make_flat_structure_fn",
+    "match_sync_results",
     "parse_start_time",
     "to_wire_items",
 ]
@@ -151,8 +152,10 @@ def configure_converter(conv: OrjsonConverter) -> OrjsonConverter:
       beyond ``phone_number`` and ``extra_id`` is read back into ``variables``;
     - ``BatchRequest`` / ``BroadcastRequest`` are written flat: the items list beside the
       campaign's envelope keys, as the API expects;
-    - reports (``JobStatus`` / ``MessageStatus``, ``DeliveryReport``) are read strictly and fast
-      (:func:`make_flat_structure_fn`): a value of the wrong JSON type is an error, never coerced.
+    - answers and reports (``JobAccepted``, ``SyncResult`` / ``MessageResult``, ``JobStatus`` /
+      ``MessageStatus``, ``DeliveryReport``) are read strictly and fast
+      (:func:`make_flat_structure_fn`): a value of the wrong JSON type is an error, never coerced
+      (``"false"`` is not a boolean, ``null`` not a job id).
     """
     for cls in (
         ViberOptions,
@@ -252,15 +255,34 @@ def configure_converter(conv: OrjsonConverter) -> OrjsonConverter:
         conv.register_structure_hook(model, structure)
 
     conv.register_structure_hook(DeliveryReport, make_flat_structure_fn(DeliveryReport))
-    message_status = make_flat_structure_fn(MessageStatus)
-
-    def structure_job_status(wire: Any, _: type) -> JobStatus:
-        if type(wire) is not dict or type(wire.get("messages")) is not list:
-            raise TypeError("JobStatus: expected an object with a 'messages' array")
-        return JobStatus(tuple([message_status(m, MessageStatus) for m in wire["messages"]]))
-
-    conv.register_structure_hook(JobStatus, structure_job_status)
+    conv.register_structure_hook(JobStatus, _make_messages_structure_fn(JobStatus, MessageStatus))
+    conv.register_structure_hook(SyncResult, _make_messages_structure_fn(SyncResult, MessageResult))
+    conv.register_structure_hook(JobAccepted, _structure_job_accepted)
     return conv
+
+
+def _make_messages_structure_fn(
+    cls: Callable[[tuple[Any, ...]], T], item: type[A]
+) -> Callable[[Any, type], T]:
+    """A strict hook for an answer ``{"messages": [item, ...]}`` (``JobStatus``, ``SyncResult``)."""
+    structure_item = make_flat_structure_fn(item)
+    name = getattr(cls, "__name__", "answer")
+
+    def structure(wire: Any, _: type) -> T:
+        if type(wire) is not dict or type(wire.get("messages")) is not list:
+            raise TypeError(f"{name}: expected an object with a 'messages' array")
+        return cls(tuple([structure_item(m, item) for m in wire["messages"]]))
+
+    return structure
+
+
+def _structure_job_accepted(wire: Any, _: type) -> JobAccepted:
+    """A job id is a non-empty string: never ``null``, ``false`` or a number read as text."""
+    job_id = wire.get("job_id") if type(wire) is dict else None
+    if type(job_id) is not str or not job_id:
+        got = repr(job_id) if job_id in (None, "", False, True) else type(job_id).__name__
+        raise TypeError(f"JobAccepted.job_id: expected a non-empty string, got {got}")
+    return JobAccepted(job_id)
 
 
 converter: OrjsonConverter = configure_converter(make_converter())
@@ -328,8 +350,32 @@ class Envelope:
 
 def decode_answer(response: httpx.Response, answer: type[T]) -> T:
     """Read a successful answer as ``answer``; a body that is not one raises
-    ``UnexpectedResponseError`` (the request may have been processed)."""
+    ``UnexpectedResponseError`` naming what is wrong (the request may have been processed)."""
     try:
         return converter.loads(response.content, answer)
-    except (orjson.JSONDecodeError, BaseValidationError, KeyError, TypeError, ValueError):
-        raise UnexpectedResponseError(response) from None
+    except (orjson.JSONDecodeError, BaseValidationError, KeyError, TypeError, ValueError) as exc:
+        detail = f"the answer is not a {answer.__name__}: {exc}"
+        raise UnexpectedResponseError(response, detail=detail) from None
+
+
+def match_sync_results(
+    answer: SyncResult, extra_ids: Sequence[str | None]
+) -> list[MessageResult | None]:
+    """The result of each sent item (``extra_ids`` in request order), ``None`` where the answer
+    does not say it unambiguously.
+
+    An answer with one result per item in request order (each result's ``extra_id`` that of
+    its item) is read by position. Any other answer (fewer, more or reordered results) is read
+    by ``extra_id``: an item gets the one result that names its ``extra_id``, and ``None`` when
+    no result or more than one does, or when it has no ``extra_id``. So a result is never
+    given to an item it does not name.
+    """
+    results = answer.messages
+    if len(results) == len(extra_ids) and all(
+        r.extra_id == e for r, e in zip(results, extra_ids, strict=True)
+    ):
+        return list(results)
+    found: dict[str | None, MessageResult | None] = {}
+    for result in results:
+        found[result.extra_id] = None if result.extra_id in found else result
+    return [None if e is None else found.get(e) for e in extra_ids]

@@ -30,8 +30,8 @@ import anyio
 import orjson
 
 from ._chunking import chunked
-from ._codec import Envelope, decode_answer, to_wire_items
-from ._errors import HyberError, Problem
+from ._codec import Envelope, decode_answer, match_sync_results, to_wire_items
+from ._errors import HyberError, Problem, ValidationError
 from ._models import Campaign, JobAccepted, SyncResult
 from ._send_report import (
     ChunkRecord,
@@ -125,7 +125,7 @@ class Delivery:
     async def _post(self, record: ChunkRecord) -> None:
         closed = self.client.is_closed
         try:
-            response = await self.client.request("POST", self.path, record.body)
+            response = await self.client.request("POST", self.path, record.body, items=record.sent)
         except HyberError as error:
             record.error_code = getattr(error, "error_code", None)
             self.finish(record, ChunkState(outcome_of_error(error).value), str(error))
@@ -163,16 +163,16 @@ class Delivery:
 
     def _apply_sync_answer(self, record: ChunkRecord, answer: SyncResult) -> None:
         """Give each sent item of a sync request the outcome the server answered for it."""
-        results = answer.messages
         members = record.members()
-        in_order = len(results) == len(members) and all(
-            r.extra_id == m[2] for r, m in zip(results, members, strict=True)
-        )
-        by_extra_id = {} if in_order else {r.extra_id: r for r in results}
-        for position, (index, phone, extra_id) in enumerate(members):
-            result = results[position] if in_order else by_extra_id.get(extra_id)
+        results = match_sync_results(answer, [extra_id for _, _, extra_id in members])
+        for (index, phone, extra_id), result in zip(members, results, strict=True):
             if result is None:
-                reason = "missing from the sync answer"
+                reason = "missing from the sync answer, or in it more than once"
+                record.excluded.append(
+                    RecipientOutcome(index, phone, extra_id, Outcome.UNKNOWN, reason)
+                )
+            elif result.accepted is not True and result.error_code is None:
+                reason = "the sync answer does not say whether it was accepted"
                 record.excluded.append(
                     RecipientOutcome(index, phone, extra_id, Outcome.UNKNOWN, reason)
                 )
@@ -519,8 +519,9 @@ async def stream(
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     if max_rate is not None:
-        if max_rate <= 0:
-            raise ValueError(f"max_rate must be positive, got {max_rate}")
+        if not (math.isfinite(max_rate) and max_rate > 0):
+            message = f"must be a positive finite number of recipients per second, got {max_rate}"
+            raise ValidationError([Problem("max_rate", message)])
         chunk_size = min(chunk_size, math.ceil(max_rate / 10))
     if on_invalid not in ("skip", "abort"):
         raise ValueError(f"on_invalid must be 'skip' or 'abort', got {on_invalid!r}")

@@ -17,10 +17,12 @@ import pytest
 import hyber_async as hy
 
 EXPECTED_ALL = [
+    "DEFAULT_ANSWER_LIMITS",
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUTS",
     "MAX_ITEMS",
     "APIError",
+    "AnswerLimits",
     "AuthenticationError",
     "BadRequestError",
     "BatchRequest",

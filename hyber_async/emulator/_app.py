@@ -327,8 +327,7 @@ class Emulator:
             text = "Content-Type must be application/json"
             return _error(415, ErrorCodes.UNSUPPORTED_MEDIA_TYPE, text)
         if body is None:
-            text = f"Request body larger than {self.config.max_body_bytes} bytes"
-            return _error(413, ErrorCodes.TOO_MANY_ITEMS, text)
+            return self._too_large()
         kind, sync = sends[route]
         return self._send(account, kind, sync, body)
 
@@ -431,12 +430,19 @@ class Emulator:
         self.callbacks.schedule(job)
         return job
 
+    def _too_large(self) -> _Answer:
+        """The answer to a request body over ``max_body_bytes`` (API and admin routes)."""
+        text = f"Request body larger than {self.config.max_body_bytes} bytes"
+        return _error(413, ErrorCodes.TOO_MANY_ITEMS, text)
+
     # --- admin ---------------------------------------------------------------------------
 
     def _admin(self, scope: Scope, body: bytes | None) -> _Answer:
         route = scope["path"].strip("/").split("/")[1:]
         method = scope["method"]
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        if body is None:
+            return self._too_large()
         try:
             data = orjson.loads(body) if body else {}
         except orjson.JSONDecodeError as exc:
@@ -459,10 +465,13 @@ class Emulator:
             return _json(200, self.faults.as_dict())
         if route == ["clock"] and method in ("GET", "POST"):
             advance = data.get("advance", 0)
-            if type(advance) not in (int, float) or advance < 0:
+            if type(advance) not in (int, float):
                 text = f"advance must be a number of seconds >= 0, got {advance!r}"
                 return _error(400, ErrorCodes.INVALID_REQUEST, text)
-            self.clock.advance(advance)
+            try:
+                self.clock.advance(advance)
+            except ValueError as exc:
+                return _error(400, ErrorCodes.INVALID_REQUEST, f"advance: {exc}")
             return _json(200, {"now": self.clock.now_ms(), "time_scale": self.clock.time_scale})
         if route == ["callbacks"] and method == "GET":
             return _json(200, attrs.asdict(self.callbacks.stats))
