@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar
 import anyio
 import attrs
 import orjson
+from cattrs.gen import make_dict_unstructure_fn
 
 from ._codec import converter, make_flat_structure_fn
 from ._errors import ReportParseError
@@ -184,6 +185,10 @@ ReplyHandler = Callable[[UserReply], Awaitable[object]]
 """Your coroutine function, awaited once for each new user reply."""
 
 _parse_reply_item = make_flat_structure_fn(UserReply)
+converter.register_structure_hook(UserReply, _parse_reply_item)
+converter.register_unstructure_hook(
+    UserReply, make_dict_unstructure_fn(UserReply, converter, _cattrs_omit_if_default=True)
+)
 _PHONE: Final = re.compile(r"\+?[0-9]{1,20}")
 
 

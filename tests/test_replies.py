@@ -1,0 +1,209 @@
+"""User replies (2-way, chapter 6): parsing every documented example, and UserReplyReceiver."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+import hyber_async as hy
+from hyber_async import ReportParseError, UserReply, converter, parse_user_replies
+
+SECRET = "r3pl13s-0123456789abcdef"
+
+DOC_EXAMPLES: dict[str, dict[str, Any]] = {
+    "chapter6.rst:27 Viber User reply": {
+        "phone": "+380951234567",
+        "time": "2016-12-07 20:55:09",
+        "channel": "viber",
+        "message_id": "d5569ed4-6ff9-5078-8be3-f0b1a1f6e5fe",
+        "extra_id": "1883",
+        "text_to_subscriber": "text 2 viber",
+        "text_from_subscriber": "Reply from viber user",
+    },
+    "chapter6.rst:41 Viber User reply (deep link)": {
+        "phone": "380951234567",
+        "time": "2016-12-07 20:55:09",
+        "channel": "viber",
+        "text_from_subscriber": "Reply from viber user",
+    },
+    "chapter6.rst:52 Viber User reply with media file": {
+        "phone": "380951234567",
+        "time": "2016-12-07 20:55:09",
+        "channel": "viber",
+        "message_id": "d5569ed4-6ff9-5078-8be3-f0b1a1f6e5fe",
+        "extra_id": "1883",
+        "text_to_subscriber": "text 2 viber",
+        "file_name": "Name_for_document.docx",
+        "media": "https://example.com/file.docx",
+    },
+    "chapter6.rst:74 WhatsApp User reply": {
+        "channel": "whatsapp",
+        "phone": "380110000000",
+        "time": "2019-11-26T08:13:39Z",
+        "umid": "91dbb1a6-2410-ea11-8153-022a22cc1c71",
+        "text_from_subscriber": "Test reply",
+    },
+}
+"""Every JSON block of chapter6.rst, keyed by the file, the line of its opening brace, and its
+title; the 2-way parameters are those of chapter8.rst, "Description of User reply parameters"."""
+
+MEDIA_COMBINATIONS = [  # chapter6.rst:82-89, "User replies can be in the following combinations"
+    {"text_from_subscriber": "hi"},
+    {"image_url": "https://example.com/image.png"},
+    {"video_url": "https://example.com/video.mp4"},
+    {"audio_url": "https://example.com/audio.mp3"},
+    {"doc_url": "https://example.com/file.docx", "text_from_subscriber": "see attached"},
+    {"location": "50.450248718262,30.523889541626"},
+]
+
+
+@pytest.mark.parametrize("name", DOC_EXAMPLES)
+def test_every_documented_example_parses_and_round_trips(name: str) -> None:
+    """Each example of chapter 6 decodes, keeps every field, and re-encodes to equal JSON."""
+    example = DOC_EXAMPLES[name]
+    [reply] = parse_user_replies(orjson.dumps(example))
+    assert converter.unstructure(reply) == example
+    assert converter.structure(example, UserReply) == reply
+    assert reply.phone_number == int(example["phone"].lstrip("+"))
+
+
+@pytest.mark.parametrize("content", MEDIA_COMBINATIONS)
+def test_every_documented_media_combination_parses(content: dict[str, str]) -> None:
+    """Text, image, video, audio, document with text, location: each is kept as sent."""
+    item = {"phone": "380951234567", "channel": "whatsapp", **content}
+    [reply] = parse_user_replies(orjson.dumps(item))
+    assert converter.unstructure(reply) == item
+
+
+def test_phone_with_or_without_plus_or_as_a_number() -> None:
+    """``+380…``, ``380…`` and the JSON number 380… all give the same phone_number."""
+    body = b'[{"phone": "+380951234567"}, {"phone": "380951234567"}, {"phone": 380951234567}]'
+    replies = parse_user_replies(body)
+    assert [r.phone for r in replies] == ["+380951234567", "380951234567", "380951234567"]
+    assert {r.phone_number for r in replies} == {380951234567}
+
+
+def test_batch_of_examples_and_unknown_fields() -> None:
+    """An array of every example parses in order; unknown fields are ignored."""
+    items = [{**example, "novel": {"x": 1}} for example in DOC_EXAMPLES.values()]
+    replies = parse_user_replies(orjson.dumps(items))
+    assert [r.channel for r in replies] == ["viber", "viber", "viber", "whatsapp"]
+
+
+@pytest.mark.parametrize(
+    ("body", "names"),
+    [
+        (b"{", "not JSON"),
+        (b'{"time": "2016-12-07 20:55:09"}', "phone"),
+        (b'{"phone": null}', "phone"),
+        (b'{"phone": "++380"}', "phone"),
+        (b'{"phone": "38095 1234567"}', "phone"),
+        (b'{"phone": "\xd9\xa3\xd9\xa8"}', "phone"),
+        (b'{"phone": "380951234567", "text_from_subscriber": 5.5}', "text_from_subscriber"),
+        (b'[{"phone": "1"}, 3]', "user reply 1"),
+    ],
+)
+def test_malformed_replies_raise_report_parse_error(body: bytes, names: str) -> None:
+    """A malformed reply raises ReportParseError naming the item and the field."""
+    with pytest.raises(ReportParseError, match=names):
+        parse_user_replies(body)
+
+
+# --- the receiver -----------------------------------------------------------------------------
+
+
+class Recorder:
+    """A handler recording the replies it gets."""
+
+    def __init__(self) -> None:
+        self.replies: list[UserReply] = []
+
+    async def __call__(self, reply: UserReply) -> None:
+        self.replies.append(reply)
+
+
+@pytest.fixture
+async def asgi() -> AsyncIterator[tuple[httpx.AsyncClient, Recorder, list[hy.InvalidItem]]]:
+    """An httpx client talking to a UserReplyReceiver in process, its handler, its invalids."""
+    recorder = Recorder()
+    invalid: list[hy.InvalidItem] = []
+
+    async def on_invalid(item: hy.InvalidItem) -> None:
+        invalid.append(item)
+
+    receiver = hy.UserReplyReceiver(recorder, secret=SECRET, on_invalid=on_invalid)
+    transport = httpx.ASGITransport(app=receiver)
+    async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
+        yield client, recorder, invalid
+
+
+@pytest.mark.anyio
+async def test_receiver_hands_over_each_reply_once(
+    asgi: tuple[httpx.AsyncClient, Recorder, list[hy.InvalidItem]],
+) -> None:
+    """Every documented example POSTed to /replies/<secret> reaches the handler, once."""
+    client, recorder, _ = asgi
+    for example in DOC_EXAMPLES.values():
+        response = await client.post(f"/replies/{SECRET}", content=orjson.dumps(example))
+        assert response.json() == {"replies": 1, "new": 1, "invalid": 0}
+    body = orjson.dumps(list(DOC_EXAMPLES.values()))
+    again = await client.post(f"/replies/{SECRET}", content=body)
+    assert again.json() == {"replies": 4, "new": 0, "invalid": 0}
+    assert len(recorder.replies) == 4
+
+
+@pytest.mark.anyio
+async def test_receiver_reports_invalid_replies_and_takes_the_others(
+    asgi: tuple[httpx.AsyncClient, Recorder, list[hy.InvalidItem]],
+) -> None:
+    """A reply without a phone goes to on_invalid; the valid one beside it is handled; 200."""
+    client, recorder, invalid = asgi
+    body = orjson.dumps([{"text_from_subscriber": "no phone"}, {"phone": "+1", "location": "1,2"}])
+    response = await client.post(f"/replies/{SECRET}", content=body)
+    assert response.json() == {"replies": 2, "new": 1, "invalid": 1}
+    assert [r.location for r in recorder.replies] == ["1,2"]
+    assert [(i.index, "phone" in i.reason) for i in invalid] == [(0, True)]
+
+
+@pytest.mark.anyio
+async def test_receiver_wants_the_secret_in_the_path(
+    asgi: tuple[httpx.AsyncClient, Recorder, list[hy.InvalidItem]],
+) -> None:
+    """Hyber sends replies without authentication: only the path secret opens the door."""
+    client, recorder, _ = asgi
+    token = base64.b64encode(f"hyber:{SECRET}".encode()).decode()
+    body = orjson.dumps(DOC_EXAMPLES["chapter6.rst:41 Viber User reply (deep link)"])
+    basic = {"Authorization": f"Basic {token}"}
+    with_basic = await client.post("/replies", content=body, headers=basic)
+    without = await client.post("/replies/nope-0123456789abcdef", content=body)
+    assert (with_basic.status_code, without.status_code) == (401, 401)
+    assert "www-authenticate" not in without.headers
+    assert recorder.replies == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_receiver_through_aiohttp() -> None:
+    """Through a real aiohttp server on 127.0.0.1: the reply is handed over."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    recorder = Recorder()
+    receiver = hy.UserReplyReceiver(recorder, secret=SECRET)
+    app = web.Application()
+    app.router.add_post("/replies/{secret}", receiver.aiohttp_handler)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        async with httpx.AsyncClient() as client:
+            url = f"http://127.0.0.1:{server.port}/replies/{SECRET}"
+            response = await client.post(url, content=orjson.dumps(list(DOC_EXAMPLES.values())))
+    finally:
+        await server.close()
+    assert response.json() == {"replies": 4, "new": 4, "invalid": 0}
+    assert [r.text_from_subscriber for r in recorder.replies][-1] == "Test reply"
