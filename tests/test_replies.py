@@ -6,12 +6,15 @@ import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx
 import orjson
 import pytest
 
 import hyber_async as hy
 from hyber_async import ReportParseError, UserReply, converter, parse_user_replies
+from hyber_async.emulator import create_app
+from hyber_async.testing import emulated_client
 
 SECRET = "r3pl13s-0123456789abcdef"
 
@@ -207,3 +210,114 @@ async def test_receiver_through_aiohttp() -> None:
         await server.close()
     assert response.json() == {"replies": 4, "new": 4, "invalid": 0}
     assert [r.text_from_subscriber for r in recorder.replies][-1] == "Test reply"
+
+
+# --- the emulator posts replies -----------------------------------------------------------------
+
+
+def campaign(*channels: hy.Channel) -> hy.Campaign:
+    """A batch campaign on ``channels``."""
+    on = set(channels)
+    options = hy.ChannelOptions(
+        viber=hy.ViberOptions(ttl=300) if hy.Channel.VIBER in on else None,
+        whatsapp=hy.WhatsAppOptions(ttl=300) if hy.Channel.WHATSAPP in on else None,
+        sms=hy.SmsOptions(alpha_name="GMSU", ttl=300) if hy.Channel.SMS in on else None,
+    )
+    return hy.Campaign(channels=channels, channel_options=options)
+
+
+def admin_client(emulator: Any) -> httpx.AsyncClient:
+    """An httpx client to ``emulator``'s admin routes, in process."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=emulator), base_url="http://e")
+
+
+async def wait_for_replies(recorder: Recorder, count: int) -> None:
+    """Wait until ``recorder`` has ``count`` replies (failing after a generous 10 s)."""
+    with anyio.fail_after(10):
+        while len(recorder.replies) < count:  # noqa: ASYNC110 - posted by the emulator's task
+            await anyio.sleep(0.01)
+
+
+@pytest.mark.anyio
+async def test_emulator_posts_replies_for_accepted_messages() -> None:
+    """POST /_emulator/replies makes the emulator post a reply, shaped as the documented
+    examples, that a UserReplyReceiver takes: Viber by message_id, WhatsApp by extra_id."""
+    recorder = Recorder()
+    receiver = hy.UserReplyReceiver(recorder, secret=SECRET)
+    emulator = create_app(callback_transport=httpx.ASGITransport(app=receiver))
+    url = f"http://receiver/replies/{SECRET}"
+    async with (
+        emulated_client(emulator=emulator) as emulated,
+        admin_client(emulator) as admin,
+    ):
+        viber = await emulated.client.send_batch_sync(
+            campaign(hy.Channel.VIBER, hy.Channel.SMS), [hy.Message(380951234567, "Hi", "v-1")]
+        )
+        await emulated.client.send_batch(
+            campaign(hy.Channel.WHATSAPP), [hy.Message(380110000000, "Hi", "w-1")]
+        )
+        message_id = viber.messages[0].message_id
+        answers = [
+            await admin.post("/_emulator/replies", json={"url": url, "message_id": message_id}),
+            await admin.post(
+                "/_emulator/replies",
+                json={"url": url, "extra_id": "w-1", "image_url": "https://example.com/i.png"},
+            ),
+        ]
+        await wait_for_replies(recorder, 2)
+        stats = emulator.callbacks.stats
+    assert [a.status_code for a in answers] == [202, 202]
+    by_channel = {r.channel: r for r in recorder.replies}
+    assert by_channel["viber"] == UserReply(
+        phone="+380951234567",
+        time=by_channel["viber"].time,
+        channel="viber",
+        message_id=message_id,
+        extra_id="v-1",
+        text_to_subscriber="Hi",
+        text_from_subscriber="Reply from the emulator",
+    )
+    whatsapp = by_channel["whatsapp"]
+    assert (whatsapp.phone, whatsapp.image_url) == ("380110000000", "https://example.com/i.png")
+    assert whatsapp.umid is not None
+    assert (whatsapp.time or "").endswith("Z")
+    assert converter.unstructure(whatsapp).keys() == {
+        "channel",
+        "phone",
+        "time",
+        "umid",
+        "image_url",
+    }
+    assert (stats.replies, stats.replies_dropped) == (2, 0)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"url": "http://r/x", "message_id": "unknown"}, 404),
+        ({"url": "http://r/x", "extra_id": "s-1"}, 400),  # SMS only: nobody can reply
+        ({"url": "http://r/x", "extra_id": "v-1", "novel": "x"}, 400),
+        ({"url": "http://r/x", "extra_id": "v-1", "text_from_subscriber": 5}, 400),
+        ({"url": "ftp://r/x", "extra_id": "v-1"}, 400),
+        ({"url": "http://r/x"}, 400),
+    ],
+)
+async def test_emulator_reply_route_refuses_what_it_cannot_do(
+    body: dict[str, Any], status: int
+) -> None:
+    """Unknown message 404; SMS-only message, unknown content, bad URL, no message 400."""
+    emulator = create_app()
+    async with (
+        emulated_client(emulator=emulator) as emulated,
+        admin_client(emulator) as admin,
+    ):
+        await emulated.client.send_batch(
+            campaign(hy.Channel.SMS), [hy.Message(380951111111, "Hi", "s-1")]
+        )
+        await emulated.client.send_batch(
+            campaign(hy.Channel.VIBER), [hy.Message(380952222222, "Hi", "v-1")]
+        )
+        response = await admin.post("/_emulator/replies", json=body)
+    assert response.status_code == status
+    assert emulator.callbacks.stats.replies == 0
