@@ -14,6 +14,7 @@ each new one.
 
 from __future__ import annotations
 
+import abc
 import base64
 import binascii
 import hashlib
@@ -264,7 +265,7 @@ class _BodyTooLarge(Exception):
     """The body passed ``max_body_size``."""
 
 
-class _CallbackReceiver(Generic[T]):
+class _CallbackReceiver(abc.ABC, Generic[T]):
     """What both receivers share: the secret, the parsing, de-duplication, the answers, and
     the ASGI and aiohttp integrations. A subclass names its items and says how to read them."""
 
@@ -300,11 +301,13 @@ class _CallbackReceiver(Generic[T]):
             f"dedup_size={self._recent.size}, max_body_size={self.max_body_size})"
         )
 
+    @abc.abstractmethod
     def _read(self, body: bytes) -> tuple[list[T], list[InvalidItem]]:
-        raise NotImplementedError
+        """The valid and the invalid items of ``body``; ``ReportParseError`` if not JSON."""
 
+    @abc.abstractmethod
     def _key(self, item: T) -> bytes | None:
-        raise NotImplementedError
+        """The de-duplication key of ``item`` (a digest), or None for "always handle"."""
 
     # --- the decisions, shared by both integrations ----------------------------------------
 
