@@ -14,6 +14,7 @@ import pytest
 import hyber_async as hy
 from hyber_async import ReportParseError, UserReply, converter, parse_user_replies
 from hyber_async.emulator import create_app
+from hyber_async.emulator._server import running_server
 from hyber_async.testing import emulated_client
 
 SECRET = "r3pl13s-0123456789abcdef"
@@ -321,3 +322,25 @@ async def test_emulator_reply_route_refuses_what_it_cannot_do(
         response = await admin.post("/_emulator/replies", json=body)
     assert response.status_code == status
     assert emulator.callbacks.stats.replies == 0
+
+
+@pytest.mark.anyio
+async def test_socket_emulator_posts_a_reply_to_a_socket_receiver() -> None:
+    """Over real loopback sockets both ways: the emulator's reply reaches the receiver."""
+    recorder = Recorder()
+    receiver = hy.UserReplyReceiver(recorder, secret=SECRET)
+    with running_server(receiver) as receiver_url:
+        async with (
+            emulated_client(socket=True) as emulated,
+            httpx.AsyncClient(base_url=emulated.base_url) as admin,
+        ):
+            result = await emulated.client.send_batch_sync(
+                campaign(hy.Channel.VIBER), [hy.Message(380951234567, "Hi", "v-1")]
+            )
+            url = f"{receiver_url}/replies/{SECRET}"
+            body = {"url": url, "extra_id": "v-1", "text_from_subscriber": "yes"}
+            response = await admin.post("/_emulator/replies", json=body)
+            await wait_for_replies(recorder, 1)
+    assert response.status_code == 202
+    [reply] = recorder.replies
+    assert (reply.message_id, reply.text_from_subscriber) == (result.messages[0].message_id, "yes")
