@@ -62,7 +62,14 @@ from ._poller import (
     poll_jobs,
     wait_for_jobs,
 )
-from ._reports import DeliveryReportReceiver, parse_delivery_reports
+from ._reports import (
+    DeliveryReportReceiver,
+    InvalidItem,
+    UserReply,
+    UserReplyReceiver,
+    parse_delivery_reports,
+    parse_user_replies,
+)
 from ._send_report import (
     ChunkRecord,
     ChunkState,
@@ -100,6 +107,7 @@ __all__ = [
     "HyberClient",
     "HyberError",
     "HyberStatus",
+    "InvalidItem",
     "JobAccepted",
     "JobPoller",
     "JobRef",
@@ -130,12 +138,15 @@ __all__ = [
     "SyncResult",
     "Timeouts",
     "UnexpectedResponseError",
+    "UserReply",
+    "UserReplyReceiver",
     "ValidationError",
     "ViberOptions",
     "WhatsAppOptions",
     "__version__",
     "converter",
     "parse_delivery_reports",
+    "parse_user_replies",
     "poll_jobs",
     "wait_for_jobs",
 ]

@@ -9,7 +9,8 @@ URL). A lookup answers one delivery report of the message as it is now (see
 message of this client has that id. Admin routes (no auth; a local tool), under
 ``/_emulator/``: ``GET ledger`` (``?extra_id=X`` adds its ``count``, ``?counts=1`` every count),
 ``GET|POST|DELETE faults``, ``GET|POST clock`` (``{"advance": seconds}``), ``GET callbacks``,
-``GET messages/{message_id}`` (the message as rendered for each channel, and its status).
+``GET messages/{message_id}`` (the message as rendered for each channel, and its status),
+``POST replies`` (``{"url", "message_id" or "extra_id", ...content}``: see ``Emulator.reply``).
 
 The error answers are ``{"error_code", "error_text"}`` with the HTTP status of the table in
 ``ErrorCodes``; validation reuses the project's one rule set, so the texts name the item
@@ -24,7 +25,7 @@ import hashlib
 import hmac
 import random
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Final
 from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
@@ -63,6 +64,17 @@ _LISTED_PROBLEMS: Final = 5
 _DR_PREFIX: Final = ("api", "dr")
 _DR_EXTERNAL: Final = "external/"
 _DR_SIMPLE: Final = "/simple"
+REPLY_CONTENT: Final = (
+    "text_from_subscriber",
+    "file_name",
+    "media",
+    "image_url",
+    "video_url",
+    "audio_url",
+    "doc_url",
+    "location",
+)
+"""The content fields of a user reply (chapter 6 and 8), which ``Emulator.reply`` takes."""
 
 
 class ErrorCodes:
@@ -212,6 +224,66 @@ class Emulator:
             "content": job.render(index),
             "status": status_items(job, self.clock.now_ms(), [index])[0],
         }
+
+    def reply(
+        self,
+        url: str,
+        *,
+        message_id: str | None = None,
+        extra_id: str | None = None,
+        **content: str,
+    ) -> dict[str, Any]:
+        """Make the subscriber of an accepted message reply (2-way, chapter 6): the reply is
+        queued for one POST to ``url``, sent and retried like the delivery reports (while
+        ``run`` runs), and returned.
+
+        The message is ``message_id``'s, or the last one accepted with ``extra_id``; the reply
+        comes on the first of Viber and WhatsApp in its cascade. ``content`` holds reply fields
+        of ``REPLY_CONTENT`` (default: a ``text_from_subscriber``). A Viber reply is shaped as
+        the documented Viber example (``phone`` with ``+``, Kyiv time, ``message_id``,
+        ``extra_id``, ``text_to_subscriber``), a WhatsApp one as the WhatsApp example (UTC time,
+        ``umid``: the emulator gives the message id). Raises ``LookupError`` when there is no
+        such message and ``ValueError`` for a message without Viber or WhatsApp, or an unknown
+        or non-string content field.
+        """
+        if message_id is not None:
+            found = self.store.find_message(message_id)
+        else:
+            latest = self.ledger.latest(extra_id) if extra_id else None
+            job = None if latest is None else self.store.job(latest[0])
+            found = None if job is None or latest is None else (job, latest[1])
+        if found is None:
+            which = f"message_id {message_id!r}" if message_id else f"extra_id {extra_id!r}"
+            raise LookupError(f"no accepted message with {which}")
+        job, index = found
+        channel = next((c for c in job.channels if c in ("viber", "whatsapp")), None)
+        if channel is None:
+            raise ValueError(f"replies come from Viber or WhatsApp, not {list(job.channels)}")
+        unknown = sorted(k for k, v in content.items() if k not in REPLY_CONTENT)
+        if unknown or not all(type(v) is str for v in content.values()):
+            raise ValueError(f"reply content: string fields of {REPLY_CONTENT} only ({unknown})")
+        now = self.clock.now()
+        phone = str(job.phones[index])
+        reply: dict[str, Any]
+        if channel == "viber":
+            reply = {
+                "phone": f"+{phone}",
+                "time": datetime.fromtimestamp(now, KYIV).strftime("%Y-%m-%d %H:%M:%S"),
+                "channel": channel,
+                "message_id": job.message_id(index),
+                "extra_id": job.extra_id_list()[index],
+                "text_to_subscriber": job.render(index)[channel].get("text"),
+            }
+        else:
+            reply = {
+                "channel": channel,
+                "phone": phone,
+                "time": datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "umid": job.message_id(index),
+            }
+        reply.update(content or {"text_from_subscriber": "Reply from the emulator"})
+        self.callbacks.post_reply(url, reply)
+        return reply
 
     # --- ASGI ----------------------------------------------------------------------------
 
@@ -475,12 +547,33 @@ class Emulator:
             return _json(200, {"now": self.clock.now_ms(), "time_scale": self.clock.time_scale})
         if route == ["callbacks"] and method == "GET":
             return _json(200, attrs.asdict(self.callbacks.stats))
+        if route == ["replies"] and method == "POST":
+            return self._reply(data)
         if len(route) == 2 and route[0] == "messages" and method == "GET":
             found = self.message(route[1])
             if found is None:
                 return _error(404, ErrorCodes.NOT_FOUND, f"Message {route[1]!r} not found")
             return _json(200, found)
         return _error(404, ErrorCodes.NOT_FOUND, f"Not found: {method} {scope['path']}")
+
+    def _reply(self, data: dict[str, Any]) -> _Answer:
+        """``POST /_emulator/replies``: 202 and the reply queued, 404 or 400 otherwise."""
+        content = dict(data)
+        url, message_id, extra_id = (
+            content.pop(k, None) for k in ("url", "message_id", "extra_id")
+        )
+        if type(url) is not str or not url.startswith(("http://", "https://")):
+            return _error(400, ErrorCodes.INVALID_REQUEST, "url must be an http(s) URL")
+        if not (type(message_id) is str or (message_id is None and type(extra_id) is str)):
+            text = "give the message replied to as message_id or extra_id (a string)"
+            return _error(400, ErrorCodes.INVALID_REQUEST, text)
+        try:
+            reply = self.reply(url, message_id=message_id, extra_id=extra_id, **content)
+        except LookupError as exc:
+            return _error(404, ErrorCodes.NOT_FOUND, str(exc))
+        except (TypeError, ValueError) as exc:
+            return _error(400, ErrorCodes.INVALID_REQUEST, str(exc))
+        return _json(202, {"reply": reply})
 
 
 def _not_allowed(allowed: str) -> _Answer:
