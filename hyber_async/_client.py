@@ -8,18 +8,20 @@ import os
 import re
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 from urllib.parse import quote
 
 import anyio
 import httpx
+import orjson
 
-from ._codec import Envelope, decode_answer, to_wire_items
+from ._codec import Envelope, converter, decode_answer, to_wire_items
 from ._config import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_RETRY,
     DEFAULT_TIMEOUTS,
     DR_SITE_URL,
+    MESSAGE_SITE_URL,
     SITE_URL,
     RetryPolicy,
     Timeouts,
@@ -27,6 +29,7 @@ from ._config import (
 from ._errors import (
     APIError,
     HyberError,
+    NotFoundError,
     OutcomeUnknownError,
     Problem,
     UnexpectedResponseError,
@@ -35,14 +38,17 @@ from ._errors import (
     translate_transport_error,
 )
 from ._models import (
+    AdvancedDeliveryReport,
     BatchRequest,
     BroadcastRequest,
     Campaign,
-    DeliveryReport,
     JobAccepted,
     JobStatus,
     Message,
+    MessageAccepted,
     Recipient,
+    SimpleDeliveryReport,
+    SingleMessageRequest,
     SyncResult,
 )
 from ._poller import (
@@ -53,10 +59,10 @@ from ._poller import (
     poll_jobs,
     wait_for_jobs,
 )
-from ._reconcile import reconcile
+from ._reconcile import NO_DR_HOST, reconcile
 from ._send_report import SendReport
 from ._sender import DEFAULT_CONCURRENCY, OnInvalid, ProgressCallback, stream
-from ._validation import MAX_ITEMS, Kind, check_items
+from ._validation import MAX_ITEMS, Kind, check_items, check_message_recipient
 from .journal import Journal
 
 __all__ = ["HyberClient"]
@@ -68,6 +74,8 @@ _JOB_ID = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*")
 """A job id is one path segment of unreserved URL characters (the API issues UUIDs)."""
 BatchItem = Message | Mapping[str, Any]
 BroadcastItem = Recipient | Mapping[str, Any]
+Detail = Literal["simple", "advanced"]
+"""The two forms of a delivery-report lookup."""
 
 
 class _Credentials:
@@ -110,14 +118,25 @@ def _base_url(site: str | None, base_url: str | None) -> httpx.URL:
     return url
 
 
+def _host(given: str | None, site: str | None, site_url: str, env: str | None) -> httpx.URL | None:
+    """The base URL of another Hyber host: ``given``, else the ``site``'s, else ``$env``."""
+    if given is None and site is not None:
+        return httpx.URL(site_url.format(site=site))
+    if given is None and env is not None:
+        given = os.environ.get(env) or None
+    return None if given is None else _base_url(None, given)
+
+
 class HyberClient:
     """An async client of the Hyber JSON V2 mass-messaging API.
 
     Use it as an async context manager; it owns one pooled ``httpx.AsyncClient`` (or uses the
     ``http_client`` you pass, and leaves it open). ``client_id``, ``login``, ``password`` and
     ``base_url`` fall back to ``$HYBER_CLIENT_ID``, ``$HYBER_LOGIN``, ``$HYBER_PASSWORD`` and
-    ``$HYBER_BASE_URL``; ``site="eu"`` means ``https://proxy-eu.hyber.im`` (and
-    ``https://dr-v2-eu.hyber.im`` for delivery-report lookups, ``dr_base_url=`` to override).
+    ``$HYBER_BASE_URL``; ``site="eu"`` means ``https://proxy-eu.hyber.im`` for the mass
+    endpoints, ``https://dr-v2-eu.hyber.im`` for delivery-report lookups (``dr_base_url=``
+    or ``$HYBER_DR_BASE_URL`` otherwise) and ``https://api-v2-eu.hyber.im`` for single messages
+    (``message_base_url=`` otherwise; ``base_url`` by default).
 
     Every method validates its input before sending (``ValidationError``), bounds the whole call
     by ``timeouts.total`` and retries by ``retry``; see ``RetryPolicy`` for what is resent.
@@ -136,6 +155,7 @@ class HyberClient:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         http_client: httpx.AsyncClient | None = None,
         dr_base_url: str | None = None,
+        message_base_url: str | None = None,
     ) -> None:
         self.client_id: str = _setting(client_id, "HYBER_CLIENT_ID", "client_id")
         self.login: str = _setting(login, "HYBER_LOGIN", "login")
@@ -143,13 +163,17 @@ class HyberClient:
             self.login, _setting(password, "HYBER_PASSWORD", "password")
         )
         self.base_url: httpx.URL = _base_url(site, base_url)
-        self.dr_base_url: httpx.URL = self.base_url
-        """Where the delivery-report lookups go: ``https://dr-v2-{site}.hyber.im`` for a
-        ``site``, else ``base_url`` (the emulator serves both)."""
-        if dr_base_url is not None:
-            self.dr_base_url = _base_url(None, dr_base_url)
-        elif site is not None:
-            self.dr_base_url = httpx.URL(DR_SITE_URL.format(site=site))
+        self.dr_base_url: httpx.URL | None = _host(
+            dr_base_url, site, DR_SITE_URL, "HYBER_DR_BASE_URL"
+        )
+        """Where the delivery-report lookups go: ``dr_base_url``, else
+        ``https://dr-v2-{site}.hyber.im`` for a ``site``, else ``$HYBER_DR_BASE_URL``. Never
+        ``base_url``: without one of these, lookups and ``reconcile`` raise ``ValidationError``."""
+        self.message_base_url: httpx.URL = (
+            _host(message_base_url, site, MESSAGE_SITE_URL, None) or self.base_url
+        )
+        """Where ``send_message`` goes: ``message_base_url``, else
+        ``https://api-v2-{site}.hyber.im`` for a ``site``, else ``base_url``."""
         self.timeouts = timeouts
         self.retry = retry
         self.max_connections = max_connections
@@ -387,26 +411,100 @@ class HyberClient:
         except UnexpectedResponseError as exc:
             raise _with_extra_ids(exc, extra_ids) from None
 
+    @overload
     async def get_delivery_report(
-        self, *, message_id: str | None = None, extra_id: str | None = None
-    ) -> DeliveryReport | None:
-        """The delivery report of one message, looked up by ``message_id`` or by your
-        ``extra_id`` (the DR lookup of the fuller GMS API); ``None`` when the server knows no
-        such message. A message that is not final yet has ``status`` -1."""
+        self,
+        *,
+        message_id: str | None = None,
+        extra_id: str | None = None,
+        detail: Literal["simple"] = "simple",
+    ) -> SimpleDeliveryReport | None: ...
+
+    @overload
+    async def get_delivery_report(
+        self,
+        *,
+        message_id: str | None = None,
+        extra_id: str | None = None,
+        detail: Literal["advanced"],
+    ) -> AdvancedDeliveryReport | None: ...
+
+    async def get_delivery_report(
+        self,
+        *,
+        message_id: str | None = None,
+        extra_id: str | None = None,
+        detail: Detail = "simple",
+    ) -> SimpleDeliveryReport | AdvancedDeliveryReport | None:
+        """The delivery report of one message, looked up on ``dr_base_url`` by ``message_id``
+        or by your ``extra_id``: a ``SimpleDeliveryReport`` (``detail="simple"``) or an
+        ``AdvancedDeliveryReport`` with a report per channel tried (``detail="advanced"``).
+        A message not final yet has ``status`` -1.
+
+        ``None`` only for the not-found answer: a 404 whose body is the API's error object
+        (``{"error_code": int, "error_text": str}``). Any other answer that is not the
+        documented shape (an HTML 404 page, another service's error) raises
+        (``NotFoundError``, ``UnexpectedResponseError``): it proves nothing. Without a
+        ``dr_base_url`` (or ``site``) it raises ``ValidationError`` and sends nothing.
+        """
         if (message_id is None) == (extra_id is None):
             raise TypeError("give exactly one of message_id= and extra_id=")
-        path = (
-            f"api/dr/{quote(message_id, safe='')}/simple"
+        if detail not in ("simple", "advanced"):
+            problem = Problem("detail", f"must be 'simple' or 'advanced', got {detail!r}")
+            raise ValidationError([problem])
+        if self.dr_base_url is None:
+            raise ValidationError([NO_DR_HOST])
+        key = (
+            quote(message_id, safe="")
             if message_id is not None
-            else f"api/dr/external/{quote(str(extra_id), safe='')}/simple"
+            else f"external/{quote(str(extra_id), safe='')}"
         )
         try:
-            response = await self.request("GET", path, base=self.dr_base_url)
-        except APIError as error:
-            if error.status_code == 404:
+            response = await self.request("GET", f"api/dr/{key}/{detail}", base=self.dr_base_url)
+        except NotFoundError as error:
+            if error.error_code is not None and error.error_text is not None:
                 return None
             raise
-        return decode_answer(response, DeliveryReport)
+        if detail == "simple":
+            return decode_answer(response, SimpleDeliveryReport)
+        return decode_answer(response, AdvancedDeliveryReport)
+
+    async def send_message(
+        self,
+        campaign: Campaign | SingleMessageRequest,
+        phone_number: int | None = None,
+        *,
+        extra_id: str | None = None,
+    ) -> MessageAccepted:
+        """Send one message to ``phone_number`` through the single-message endpoint (on
+        ``message_base_url``); returns its ``message_id``.
+
+        ``campaign`` carries the channels and their options, each channel's text in its
+        options (as for a broadcast; ``%key%`` is sent as written). Pass a ``Campaign`` with
+        ``phone_number`` (and ``extra_id``), or one ``SingleMessageRequest``. The request is
+        validated before sending (``ValidationError``) and resent only when it provably was
+        not processed, as every POST (see ``RetryPolicy``).
+        """
+        if isinstance(campaign, SingleMessageRequest):
+            if phone_number is not None or extra_id is not None:
+                raise TypeError("pass a Campaign and phone_number, or one SingleMessageRequest")
+            request = campaign
+        elif phone_number is None:
+            raise TypeError("phone_number is required")
+        else:
+            request = SingleMessageRequest(campaign, phone_number, extra_id)
+        Envelope(request.campaign, Kind.BROADCAST)
+        wire = converter.unstructure(request)
+        problems = check_message_recipient(wire)
+        if problems:
+            raise ValidationError(problems)
+        extra_ids = () if request.extra_id is None else (request.extra_id,)
+        body = orjson.dumps(wire)
+        response = await self.request("POST", "", body, extra_ids, base=self.message_base_url)
+        try:
+            return decode_answer(response, MessageAccepted)
+        except UnexpectedResponseError as exc:
+            raise _with_extra_ids(exc, extra_ids) from None
 
     async def reconcile(
         self, report: SendReport, *, resend: bool = False, journal: Journal | None = None
@@ -434,7 +532,7 @@ class HyberClient:
         base: httpx.URL | None = None,
     ) -> httpx.Response:
         """Send one request to ``path`` (relative to ``{base}/{client_id}/``, ``base`` being
-        ``base_url`` by default) with retries.
+        ``base_url`` by default; ``""`` is ``{base}/{client_id}`` itself) with retries.
 
         Returns a successful response or raises: ``APIError`` for an error answer,
         ``NotSentError`` when the request never left, ``OutcomeUnknownError`` (carrying
@@ -442,7 +540,7 @@ class HyberClient:
         ends within ``timeouts.total`` seconds.
         """
         base = base or self.base_url
-        url = base.copy_with(path=f"{base.path.rstrip('/')}/{self.client_id}/{path}")
+        url = base.copy_with(path=f"{base.path.rstrip('/')}/{self.client_id}/{path}".rstrip("/"))
         headers = {"Authorization": self._credentials.header}
         if content is not None:
             headers["Content-Type"] = "application/json"

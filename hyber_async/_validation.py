@@ -27,6 +27,8 @@ __all__ = [
     "Kind",
     "check_envelope",
     "check_items",
+    "check_message",
+    "check_message_recipient",
     "check_request",
     "check_start_time_value",
     "is_gsm7",
@@ -428,3 +430,22 @@ def check_request(wire: Mapping[str, Any], kind: Kind) -> list[Problem]:
     else:
         problems.extend(check_items(items, item_rules(wire, kind)))
     return problems
+
+
+MESSAGE_KEYS: Final = ("phone_number", "extra_id")
+"""The keys of a single-message request that are not the campaign envelope's."""
+
+
+def check_message_recipient(wire: Mapping[str, Any]) -> list[Problem]:
+    """Every problem of the ``phone_number`` and ``extra_id`` of a single-message request,
+    checked as a broadcast recipient's and named by their own key."""
+    item = {key: wire[key] for key in MESSAGE_KEYS if key in wire}
+    found = _item_problems(item, 0, "", ItemRules(Kind.BROADCAST))
+    return [Problem(p.field.partition(".")[2], p.message) for p in found]
+
+
+def check_message(wire: Mapping[str, Any]) -> list[Problem]:
+    """Every problem of a single-message request body (chapter 2): its envelope checked as a
+    broadcast's (each channel's text in its options), its recipient as a broadcast recipient."""
+    envelope = {key: value for key, value in wire.items() if key not in MESSAGE_KEYS}
+    return check_envelope(envelope, Kind.BROADCAST) + check_message_recipient(wire)
