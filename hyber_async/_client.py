@@ -46,9 +46,9 @@ from ._models import (
     JobStatus,
     Message,
     MessageAccepted,
+    MessageRequest,
     Recipient,
     SimpleDeliveryReport,
-    SingleMessageRequest,
     SyncResult,
 )
 from ._poller import (
@@ -471,7 +471,7 @@ class HyberClient:
 
     async def send_message(
         self,
-        campaign: Campaign | SingleMessageRequest,
+        campaign: Campaign | MessageRequest,
         phone_number: int | None = None,
         *,
         extra_id: str | None = None,
@@ -481,18 +481,18 @@ class HyberClient:
 
         ``campaign`` carries the channels and their options, each channel's text in its
         options (as for a broadcast; ``%key%`` is sent as written). Pass a ``Campaign`` with
-        ``phone_number`` (and ``extra_id``), or one ``SingleMessageRequest``. The request is
+        ``phone_number`` (and ``extra_id``), or one ``MessageRequest``. The request is
         validated before sending (``ValidationError``) and resent only when it provably was
         not processed, as every POST (see ``RetryPolicy``).
         """
-        if isinstance(campaign, SingleMessageRequest):
+        if isinstance(campaign, MessageRequest):
             if phone_number is not None or extra_id is not None:
-                raise TypeError("pass a Campaign and phone_number, or one SingleMessageRequest")
+                raise TypeError("pass a Campaign and phone_number, or one MessageRequest")
             request = campaign
         elif phone_number is None:
             raise TypeError("phone_number is required")
         else:
-            request = SingleMessageRequest(campaign, phone_number, extra_id)
+            request = MessageRequest(campaign, phone_number, extra_id)
         Envelope(request.campaign, Kind.BROADCAST)
         wire = converter.unstructure(request)
         problems = check_message_recipient(wire)

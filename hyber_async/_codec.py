@@ -32,11 +32,11 @@ from ._models import (
     JobStatus,
     Message,
     MessageAccepted,
+    MessageRequest,
     MessageResult,
     MessageStatus,
     Recipient,
     SimpleDeliveryReport,
-    SingleMessageRequest,
     SmsOptions,
     SyncResult,
     ViberOptions,
@@ -165,7 +165,7 @@ def configure_converter(conv: OrjsonConverter) -> OrjsonConverter:
       beyond ``phone_number`` and ``extra_id`` is read back into ``variables``;
     - ``BatchRequest`` / ``BroadcastRequest`` are written flat: the items list beside the
       campaign's envelope keys, as the API expects;
-    - ``SingleMessageRequest`` is written flat: ``phone_number`` and ``extra_id`` beside the
+    - ``MessageRequest`` is written flat: ``phone_number`` and ``extra_id`` beside the
       campaign's envelope keys;
     - reports (``JobStatus`` / ``MessageStatus``, ``DeliveryReport``, the lookups'
       ``SimpleDeliveryReport`` / ``AdvancedDeliveryReport``) are read strictly and fast
@@ -261,15 +261,15 @@ def configure_converter(conv: OrjsonConverter) -> OrjsonConverter:
             recipients=tuple(structure_recipient(r, Recipient) for r in wire["recipients"]),
         )
 
-    def unstructure_single(request: SingleMessageRequest) -> Wire:
+    def unstructure_single(request: MessageRequest) -> Wire:
         wire: Wire = {"phone_number": request.phone_number}
         if request.extra_id is not None:
             wire["extra_id"] = request.extra_id
         return {**wire, **unstructure_campaign(request.campaign)}
 
-    def structure_single(wire: Mapping[str, Any], _: type) -> SingleMessageRequest:
+    def structure_single(wire: Mapping[str, Any], _: type) -> MessageRequest:
         extra_id = wire.get("extra_id")
-        return SingleMessageRequest(
+        return MessageRequest(
             campaign=structure_campaign(wire, Campaign),
             phone_number=int(wire["phone_number"]),
             extra_id=None if extra_id is None else str(extra_id),
@@ -280,7 +280,7 @@ def configure_converter(conv: OrjsonConverter) -> OrjsonConverter:
         (Recipient, unstructure_recipient, structure_recipient),
         (BatchRequest, unstructure_batch, structure_batch),
         (BroadcastRequest, unstructure_broadcast, structure_broadcast),
-        (SingleMessageRequest, unstructure_single, structure_single),
+        (MessageRequest, unstructure_single, structure_single),
     ]
     for model, unstructure, structure in hooks:
         conv.register_unstructure_hook(model, unstructure)

@@ -12,7 +12,7 @@ item with its own text), ``Recipient`` (one broadcast item with its own ``%key%`
 Responses: ``JobAccepted`` (async endpoints), ``SyncResult`` of ``MessageResult`` (sync endpoints),
 ``JobStatus`` of ``MessageStatus`` (status endpoint), ``DeliveryReport`` (callbacks),
 ``SimpleDeliveryReport`` and ``AdvancedDeliveryReport`` (the delivery-report lookups),
-``MessageAccepted`` (the single-message endpoint, whose request is ``SingleMessageRequest``).
+``MessageAccepted`` (the single-message endpoint, whose request is ``MessageRequest``).
 
 Status codes are open integers: unknown values pass through untouched. The known ones are named
 in ``Status``, ``HyberStatus`` and ``ErrorCode``.
@@ -45,11 +45,11 @@ __all__ = [
     "JobStatus",
     "Message",
     "MessageAccepted",
+    "MessageRequest",
     "MessageResult",
     "MessageStatus",
     "Recipient",
     "SimpleDeliveryReport",
-    "SingleMessageRequest",
     "SmsOptions",
     "Status",
     "SyncResult",
@@ -242,7 +242,7 @@ class BroadcastRequest:
 
 
 @attrs.frozen
-class SingleMessageRequest:
+class MessageRequest:
     """One single-message request body (``send_message``): the campaign envelope (with every
     channel's text in its options) and one recipient, written flat as the API expects."""
 

@@ -24,7 +24,7 @@ from hyber_async.testing import emulated_client
 
 pytestmark = pytest.mark.anyio
 
-DOCS = FIXTURES / "gms_docs"
+DOCS = FIXTURES / "dr_single"
 SIMPLE = sorted(DOCS.glob("chapter5-*-simple-*.json"))
 ADVANCED = sorted(DOCS.glob("chapter5-*-advanced-*.json"))
 DR_HOST = f"https://dr-v2-eu.hyber.im/{CLIENT_ID}"

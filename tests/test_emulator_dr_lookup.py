@@ -84,7 +84,7 @@ def by_extra_id(extra_id: str, detail: str = "simple") -> str:
 
 def doc(name: str) -> dict[str, Any]:
     """The chapter 5 example whose fixture name starts with ``name``."""
-    (path,) = (FIXTURES / "gms_docs").glob(f"{name}*.json")
+    (path,) = (FIXTURES / "dr_single").glob(f"{name}*.json")
     data: dict[str, Any] = orjson.loads(path.read_bytes())
     return data
 
