@@ -1,4 +1,4 @@
-"""``HyberClient``: one pooled ``httpx.AsyncClient`` and the five endpoints of the API."""
+"""``HyberClient``: one pooled ``httpx.AsyncClient`` and the endpoints of the API."""
 
 from __future__ import annotations
 
@@ -515,6 +515,11 @@ class HyberClient:
         they are sent again (once: a request is atomic, so a chunk is probed by its first and
         last recipient, and looked up one by one only when those two disagree). Pass the
         send's ``journal`` to record the outcome. Returns ``report``, updated in place.
+
+        The lookups go to ``dr_base_url`` (see ``get_delivery_report``): without one it raises
+        ``ValidationError`` before looking anything up; a lookup answer that is neither a report
+        nor the not-found answer raises as itself, and the chunks not resolved yet stay
+        ``UNKNOWN``.
 
         "Not found" proves nothing while the server may still be processing the request: a
         request can be accepted after its sender timed out or died. Reconcile, and above all
