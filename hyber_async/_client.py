@@ -62,7 +62,7 @@ from ._poller import (
 from ._reconcile import NO_DR_HOST, reconcile
 from ._send_report import SendReport
 from ._sender import DEFAULT_CONCURRENCY, OnInvalid, ProgressCallback, stream
-from ._validation import MAX_ITEMS, Kind, check_items, check_message_recipient
+from ._validation import MAX_ITEMS, Kind, check_items, check_message
 from .journal import Journal
 
 __all__ = ["HyberClient"]
@@ -493,9 +493,9 @@ class HyberClient:
             raise TypeError("phone_number is required")
         else:
             request = MessageRequest(campaign, phone_number, extra_id)
-        Envelope(request.campaign, Kind.BROADCAST)
+        Envelope(request.campaign, Kind.BROADCAST)  # start_time is checked before it is written
         wire = converter.unstructure(request)
-        problems = check_message_recipient(wire)
+        problems = check_message(wire)
         if problems:
             raise ValidationError(problems)
         extra_ids = () if request.extra_id is None else (request.extra_id,)

@@ -371,3 +371,25 @@ async def test_a_5xx_after_accepting_is_not_resent_and_the_message_is_found() ->
     assert caught.value.extra_ids == ("S-9",)
     assert found is not None
     assert env.emulator.ledger.counts() == {"S-9": 1}
+
+
+async def test_a_percent_word_in_a_single_message_is_checked_as_written(api: Any) -> None:
+    """No variables fill a single message: a too-long text holding %name% is refused before
+    sending (a broadcast would check it per recipient), and a short one is sent as written."""
+    route = api.post(f"{BASE_URL}/{CLIENT_ID}").respond(200, json=ACCEPTED)
+    long_text = hy.Campaign(
+        channels=(hy.Channel.VIBER,),
+        channel_options=hy.ChannelOptions(viber=hy.ViberOptions(ttl=60, text="%name% " * 200)),
+    )
+    short_text = hy.Campaign(
+        channels=(hy.Channel.VIBER,),
+        channel_options=hy.ChannelOptions(viber=hy.ViberOptions(ttl=60, text="Save 50%today%")),
+    )
+    async with make_client() as client:
+        with pytest.raises(hy.ValidationError) as caught:
+            await client.send_message(long_text, 380961111111)
+        await client.send_message(short_text, 380961111111)
+    assert caught.value.problems[0].field == "channel_options.viber.text"
+    assert route.call_count == 1
+    sent = orjson.loads(route.calls.last.request.content)
+    assert sent["channel_options"]["viber"]["text"] == "Save 50%today%"
