@@ -12,6 +12,7 @@ from typing import Any, Literal, TypeVar, overload
 from urllib.parse import quote
 
 import anyio
+import attrs
 import httpx
 import orjson
 
@@ -118,13 +119,22 @@ def _base_url(site: str | None, base_url: str | None) -> httpx.URL:
     return url
 
 
-def _host(given: str | None, site: str | None, site_url: str, env: str | None) -> httpx.URL | None:
-    """The base URL of another Hyber host: ``given``, else the ``site``'s, else ``$env``."""
+def _host(
+    name: str, given: str | None, site: str | None, site_url: str, env: str | None
+) -> httpx.URL | None:
+    """The base URL of another Hyber host (the setting ``name``): ``given``, else the
+    ``site``'s, else ``$env``; a bad one is a ``ValidationError`` naming ``name``."""
     if given is None and site is not None:
         return httpx.URL(site_url.format(site=site))
     if given is None and env is not None:
         given = os.environ.get(env) or None
-    return None if given is None else _base_url(None, given)
+    if given is None:
+        return None
+    try:
+        return _base_url(None, given)
+    except ValidationError as error:
+        problems = [attrs.evolve(p, field=name) for p in error.problems]
+        raise ValidationError(problems) from None
 
 
 class HyberClient:
@@ -164,13 +174,14 @@ class HyberClient:
         )
         self.base_url: httpx.URL = _base_url(site, base_url)
         self.dr_base_url: httpx.URL | None = _host(
-            dr_base_url, site, DR_SITE_URL, "HYBER_DR_BASE_URL"
+            "dr_base_url", dr_base_url, site, DR_SITE_URL, "HYBER_DR_BASE_URL"
         )
         """Where the delivery-report lookups go: ``dr_base_url``, else
         ``https://dr-v2-{site}.hyber.im`` for a ``site``, else ``$HYBER_DR_BASE_URL``. Never
         ``base_url``: without one of these, lookups and ``reconcile`` raise ``ValidationError``."""
         self.message_base_url: httpx.URL = (
-            _host(message_base_url, site, MESSAGE_SITE_URL, None) or self.base_url
+            _host("message_base_url", message_base_url, site, MESSAGE_SITE_URL, None)
+            or self.base_url
         )
         """Where ``send_message`` goes: ``message_base_url``, else
         ``https://api-v2-{site}.hyber.im`` for a ``site``, else ``base_url``."""

@@ -311,3 +311,13 @@ async def test_the_emulated_client_is_given_the_dr_host(socket: bool) -> None:
     """hyber_async.testing wires dr_base_url to the emulator (it serves the lookups)."""
     async with emulated_client(socket=socket) as env:
         assert env.client.dr_base_url == env.client.base_url == httpx.URL(env.base_url)
+
+
+@pytest.mark.parametrize("name", ["dr_base_url", "message_base_url"])
+@pytest.mark.parametrize("url", ["ftp://dr.test", "https://user:pw@dr.test"])
+def test_a_bad_host_setting_is_named(name: str, url: str) -> None:
+    """A non-http(s) URL or one carrying credentials: ValidationError naming the setting."""
+    with pytest.raises(hy.ValidationError) as caught:
+        make_client(**{name: url})
+    assert [p.field for p in caught.value.problems] == [name]
+    assert "pw" not in str(caught.value)
