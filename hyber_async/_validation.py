@@ -23,6 +23,7 @@ from ._errors import Problem
 
 __all__ = [
     "MAX_ITEMS",
+    "MESSAGE_KEYS",
     "ItemRules",
     "Kind",
     "check_envelope",

@@ -114,6 +114,17 @@ def _error(
     return _json(status, {"error_code": code, "error_text": text}, headers)
 
 
+def _json_object(body: bytes) -> dict[str, Any] | _Answer:
+    """The request ``body`` as a JSON object, or the 400 answer saying why it is not one."""
+    try:
+        wire = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return _error(400, ErrorCodes.MALFORMED_JSON, f"Malformed JSON: {exc}")
+    if not isinstance(wire, dict):
+        return _error(400, ErrorCodes.MALFORMED_JSON, "The body must be a JSON object")
+    return wire
+
+
 def _problems_text(problems: Sequence[Problem]) -> str:
     listed = "; ".join(str(p) for p in problems[:_LISTED_PROBLEMS])
     more = len(problems) - _LISTED_PROBLEMS
@@ -372,12 +383,9 @@ class Emulator:
     def _send_message(self, account: Account, body: bytes) -> _Answer:
         """One message (chapter 2): checked as a broadcast of one recipient, stored as a job of
         one message (recorded in the ledger, cascaded, reported), answered with its id."""
-        try:
-            wire = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            return _error(400, ErrorCodes.MALFORMED_JSON, f"Malformed JSON: {exc}")
-        if not isinstance(wire, dict):
-            return _error(400, ErrorCodes.MALFORMED_JSON, "The body must be a JSON object")
+        wire = _json_object(body)
+        if isinstance(wire, _Answer):
+            return wire
         problems = check_message(wire)
         if problems:
             code = ErrorCodes.INVALID_REQUEST
@@ -391,12 +399,9 @@ class Emulator:
         return _json(200, {"message_id": job.message_id(0)})
 
     def _send(self, account: Account, kind: Kind, sync: bool, body: bytes) -> _Answer:
-        try:
-            wire = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            return _error(400, ErrorCodes.MALFORMED_JSON, f"Malformed JSON: {exc}")
-        if not isinstance(wire, dict):
-            return _error(400, ErrorCodes.MALFORMED_JSON, "The body must be a JSON object")
+        wire = _json_object(body)
+        if isinstance(wire, _Answer):
+            return wire
         key = kind.items_key
         problems = check_request(wire, kind)
         items = wire.get(key)
