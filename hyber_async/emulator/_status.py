@@ -167,11 +167,15 @@ def delivery_report(
         report["extra_id"] = extra_id
     report["sent_via"] = channel
     if channel == "sms":
-        parts = job.sms_parts()
-        total = parts if isinstance(parts, int) else parts[index]
-        report["total_sms_parts"] = total
-        report["delivered_sms_parts"] = total if result is Result.DELIVER else 0
+        report.update(_sms_fields(job, index, result is Result.DELIVER))
     return report
+
+
+def _sms_fields(job: Job, index: int, delivered: bool) -> dict[str, int]:
+    """``total_sms_parts`` and ``delivered_sms_parts`` of message ``index`` sent by SMS."""
+    parts = job.sms_parts()
+    total = parts if isinstance(parts, int) else parts[index]
+    return {"total_sms_parts": total, "delivered_sms_parts": total if delivered else 0}
 
 
 def clicks(job: Job, index: int, delivered: bool) -> int:
@@ -201,10 +205,7 @@ def _attempt(
     report["substatus"] = code.substatus
     report["hyber_status"] = code.hyber_status
     if channel == "sms":
-        parts = job.sms_parts()
-        total = parts if isinstance(parts, int) else parts[index]
-        report["total_sms_parts"] = total
-        report["delivered_sms_parts"] = total if result is Result.DELIVER else 0
+        report.update(_sms_fields(job, index, result is Result.DELIVER))
     return report
 
 
