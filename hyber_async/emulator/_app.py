@@ -84,7 +84,8 @@ class ErrorCodes:
     FORBIDDEN: Final = 40301
     """403: the credentials belong to another ``client_id``."""
     NOT_FOUND: Final = 40401
-    """404: unknown path, or a job id this client does not have."""
+    """404: unknown path, a job id this client does not have, or a lookup of a message it
+    does not have (the answer the client reads as "not found")."""
     METHOD_NOT_ALLOWED: Final = 40501
     """405: e.g. GET on ``batch``."""
     TOO_MANY_ITEMS: Final = 41301
