@@ -1,4 +1,4 @@
-"""``HyberClient``: one pooled ``httpx.AsyncClient`` and the five endpoints of the API."""
+"""``HyberClient``: one pooled ``httpx.AsyncClient`` and the endpoints of the API."""
 
 from __future__ import annotations
 
@@ -9,19 +9,22 @@ import os
 import re
 from collections.abc import AsyncGenerator, AsyncIterable, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast, overload
 from urllib.parse import quote
 
 import anyio
+import attrs
 import httpx
+import orjson
 
-from ._codec import Envelope, decode_answer, match_sync_results, to_wire_items
+from ._codec import Envelope, converter, decode_answer, match_sync_results, to_wire_items
 from ._config import (
     DEFAULT_ANSWER_LIMITS,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_RETRY,
     DEFAULT_TIMEOUTS,
     DR_SITE_URL,
+    MESSAGE_SITE_URL,
     SITE_URL,
     AnswerLimits,
     RetryPolicy,
@@ -30,6 +33,7 @@ from ._config import (
 from ._errors import (
     APIError,
     HyberError,
+    NotFoundError,
     OutcomeUnknownError,
     Problem,
     UnexpectedResponseError,
@@ -38,14 +42,17 @@ from ._errors import (
     translate_transport_error,
 )
 from ._models import (
+    AdvancedDeliveryReport,
     BatchRequest,
     BroadcastRequest,
     Campaign,
-    DeliveryReport,
     JobAccepted,
     JobStatus,
     Message,
+    MessageAccepted,
+    MessageRequest,
     Recipient,
+    SimpleDeliveryReport,
     SyncResult,
 )
 from ._poller import (
@@ -56,10 +63,10 @@ from ._poller import (
     poll_jobs,
     wait_for_jobs,
 )
-from ._reconcile import reconcile
+from ._reconcile import NO_DR_HOST, reconcile
 from ._send_report import SendReport
 from ._sender import DEFAULT_CONCURRENCY, OnInvalid, ProgressCallback, stream
-from ._validation import MAX_ITEMS, Kind, check_items
+from ._validation import MAX_ITEMS, Kind, check_items, check_message
 from .journal import Journal
 
 __all__ = ["HyberClient"]
@@ -71,6 +78,8 @@ _JOB_ID = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*")
 """A job id is one path segment of unreserved URL characters (the API issues UUIDs)."""
 BatchItem = Message | Mapping[str, Any]
 BroadcastItem = Recipient | Mapping[str, Any]
+Detail = Literal["simple", "advanced"]
+"""The two forms of a delivery-report lookup."""
 
 
 class _Secret:
@@ -151,14 +160,34 @@ def _base_url(site: str | None, base_url: str | None) -> httpx.URL:
     return url
 
 
+def _host(
+    name: str, given: str | None, site: str | None, site_url: str, env: str | None
+) -> httpx.URL | None:
+    """The base URL of another Hyber host (the setting ``name``): ``given``, else the
+    ``site``'s, else ``$env``; a bad one is a ``ValidationError`` naming ``name``."""
+    if given is None and site is not None:
+        return httpx.URL(site_url.format(site=site))
+    if given is None and env is not None:
+        given = os.environ.get(env) or None
+    if given is None:
+        return None
+    try:
+        return _base_url(None, given)
+    except ValidationError as error:
+        problems = [attrs.evolve(p, field=name) for p in error.problems]
+        raise ValidationError(problems) from None
+
+
 class HyberClient:
     """An async client of the Hyber JSON V2 mass-messaging API.
 
     Use it as an async context manager; it owns one pooled ``httpx.AsyncClient`` (or uses the
     ``http_client`` you pass, and leaves it open). ``client_id``, ``login``, ``password`` and
     ``base_url`` fall back to ``$HYBER_CLIENT_ID``, ``$HYBER_LOGIN``, ``$HYBER_PASSWORD`` and
-    ``$HYBER_BASE_URL``; ``site="eu"`` means ``https://proxy-eu.hyber.im`` (and
-    ``https://dr-v2-eu.hyber.im`` for delivery-report lookups, ``dr_base_url=`` to override).
+    ``$HYBER_BASE_URL``; ``site="eu"`` means ``https://proxy-eu.hyber.im`` for the mass
+    endpoints, ``https://dr-v2-eu.hyber.im`` for delivery-report lookups (``dr_base_url=``
+    or ``$HYBER_DR_BASE_URL`` otherwise) and ``https://api-v2-eu.hyber.im`` for single messages
+    (``message_base_url=`` otherwise; ``base_url`` by default).
 
     Every method validates its input before sending (``ValidationError``), bounds the whole call
     by ``timeouts.total`` and retries by ``retry``; see ``RetryPolicy`` for what is resent.
@@ -178,6 +207,7 @@ class HyberClient:
         http_client: httpx.AsyncClient | None = None,
         dr_base_url: str | None = None,
         answer_limits: AnswerLimits = DEFAULT_ANSWER_LIMITS,
+        message_base_url: str | None = None,
     ) -> None:
         secret = None if password is None else _Secret(password)
         del password  # from here on only redacting holders show in a traceback's locals
@@ -190,13 +220,18 @@ class HyberClient:
             ),
         )
         self.base_url: httpx.URL = _base_url(site, base_url)
-        self.dr_base_url: httpx.URL = self.base_url
-        """Where the delivery-report lookups go: ``https://dr-v2-{site}.hyber.im`` for a
-        ``site``, else ``base_url`` (the emulator serves both)."""
-        if dr_base_url is not None:
-            self.dr_base_url = _base_url(None, dr_base_url)
-        elif site is not None:
-            self.dr_base_url = httpx.URL(DR_SITE_URL.format(site=site))
+        self.dr_base_url: httpx.URL | None = _host(
+            "dr_base_url", dr_base_url, site, DR_SITE_URL, "HYBER_DR_BASE_URL"
+        )
+        """Where the delivery-report lookups go: ``dr_base_url``, else
+        ``https://dr-v2-{site}.hyber.im`` for a ``site``, else ``$HYBER_DR_BASE_URL``. Never
+        ``base_url``: without one of these, lookups and ``reconcile`` raise ``ValidationError``."""
+        self.message_base_url: httpx.URL = (
+            _host("message_base_url", message_base_url, site, MESSAGE_SITE_URL, None)
+            or self.base_url
+        )
+        """Where ``send_message`` goes: ``message_base_url``, else
+        ``https://api-v2-{site}.hyber.im`` for a ``site``, else ``base_url``."""
         self.timeouts = timeouts
         self.retry = retry
         self.answer_limits = answer_limits
@@ -454,26 +489,100 @@ class HyberClient:
         except UnexpectedResponseError as exc:
             raise _with_extra_ids(exc, extra_ids) from None
 
+    @overload
     async def get_delivery_report(
-        self, *, message_id: str | None = None, extra_id: str | None = None
-    ) -> DeliveryReport | None:
-        """The delivery report of one message, looked up by ``message_id`` or by your
-        ``extra_id`` (the DR lookup of the fuller GMS API); ``None`` when the server knows no
-        such message. A message that is not final yet has ``status`` -1."""
+        self,
+        *,
+        message_id: str | None = None,
+        extra_id: str | None = None,
+        detail: Literal["simple"] = "simple",
+    ) -> SimpleDeliveryReport | None: ...
+
+    @overload
+    async def get_delivery_report(
+        self,
+        *,
+        message_id: str | None = None,
+        extra_id: str | None = None,
+        detail: Literal["advanced"],
+    ) -> AdvancedDeliveryReport | None: ...
+
+    async def get_delivery_report(
+        self,
+        *,
+        message_id: str | None = None,
+        extra_id: str | None = None,
+        detail: Detail = "simple",
+    ) -> SimpleDeliveryReport | AdvancedDeliveryReport | None:
+        """The delivery report of one message, looked up on ``dr_base_url`` by ``message_id``
+        or by your ``extra_id``: a ``SimpleDeliveryReport`` (``detail="simple"``) or an
+        ``AdvancedDeliveryReport`` with a report per channel tried (``detail="advanced"``).
+        A message not final yet has ``status`` -1.
+
+        ``None`` only for the not-found answer: a 404 whose body is the API's error object
+        (``{"error_code": int, "error_text": str}``). Any other answer that is not the
+        documented shape (an HTML 404 page, another service's error) raises
+        (``NotFoundError``, ``UnexpectedResponseError``): it proves nothing. Without a
+        ``dr_base_url`` (or ``site``) it raises ``ValidationError`` and sends nothing.
+        """
         if (message_id is None) == (extra_id is None):
             raise TypeError("give exactly one of message_id= and extra_id=")
-        path = (
-            f"api/dr/{quote(message_id, safe='')}/simple"
+        if detail not in ("simple", "advanced"):
+            problem = Problem("detail", f"must be 'simple' or 'advanced', got {detail!r}")
+            raise ValidationError([problem])
+        if self.dr_base_url is None:
+            raise ValidationError([NO_DR_HOST])
+        key = (
+            quote(message_id, safe="")
             if message_id is not None
-            else f"api/dr/external/{quote(str(extra_id), safe='')}/simple"
+            else f"external/{quote(str(extra_id), safe='')}"
         )
         try:
-            response = await self.request("GET", path, base=self.dr_base_url)
-        except APIError as error:
-            if error.status_code == 404:
+            response = await self.request("GET", f"api/dr/{key}/{detail}", base=self.dr_base_url)
+        except NotFoundError as error:
+            if error.error_code is not None and error.error_text is not None:
                 return None
             raise
-        return decode_answer(response, DeliveryReport)
+        if detail == "simple":
+            return decode_answer(response, SimpleDeliveryReport)
+        return decode_answer(response, AdvancedDeliveryReport)
+
+    async def send_message(
+        self,
+        campaign: Campaign | MessageRequest,
+        phone_number: int | None = None,
+        *,
+        extra_id: str | None = None,
+    ) -> MessageAccepted:
+        """Send one message to ``phone_number`` through the single-message endpoint (on
+        ``message_base_url``); returns its ``message_id``.
+
+        ``campaign`` carries the channels and their options, each channel's text in its
+        options (as for a broadcast; ``%key%`` is sent as written). Pass a ``Campaign`` with
+        ``phone_number`` (and ``extra_id``), or one ``MessageRequest``. The request is
+        validated before sending (``ValidationError``) and resent only when it provably was
+        not processed, as every POST (see ``RetryPolicy``).
+        """
+        if isinstance(campaign, MessageRequest):
+            if phone_number is not None or extra_id is not None:
+                raise TypeError("pass a Campaign and phone_number, or one MessageRequest")
+            request = campaign
+        elif phone_number is None:
+            raise TypeError("phone_number is required")
+        else:
+            request = MessageRequest(campaign, phone_number, extra_id)
+        Envelope(request.campaign, Kind.BROADCAST)  # start_time is checked before it is written
+        wire = converter.unstructure(request)
+        problems = check_message(wire)
+        if problems:
+            raise ValidationError(problems)
+        extra_ids = () if request.extra_id is None else (request.extra_id,)
+        body = orjson.dumps(wire)
+        response = await self.request("POST", "", body, extra_ids, base=self.message_base_url)
+        try:
+            return decode_answer(response, MessageAccepted)
+        except UnexpectedResponseError as exc:
+            raise _with_extra_ids(exc, extra_ids) from None
 
     async def reconcile(
         self, report: SendReport, *, resend: bool = False, journal: Journal | None = None
@@ -484,6 +593,11 @@ class HyberClient:
         they are sent again (once: a request is atomic, so a chunk is probed by its first and
         last recipient, and looked up one by one only when those two disagree). Pass the
         send's ``journal`` to record the outcome. Returns ``report``, updated in place.
+
+        The lookups go to ``dr_base_url`` (see ``get_delivery_report``): without one it raises
+        ``ValidationError`` before looking anything up; a lookup answer that is neither a report
+        nor the not-found answer raises as itself, and the chunks not resolved yet stay
+        ``UNKNOWN``.
 
         "Not found" proves nothing while the server may still be processing the request: a
         request can be accepted after its sender timed out or died. Reconcile, and above all
@@ -502,7 +616,7 @@ class HyberClient:
         items: int = MAX_ITEMS,
     ) -> httpx.Response:
         """Send one request to ``path`` (relative to ``{base}/{client_id}/``, ``base`` being
-        ``base_url`` by default) with retries.
+        ``base_url`` by default; ``""`` is ``{base}/{client_id}`` itself) with retries.
 
         Returns a successful response or raises: ``APIError`` for an error answer,
         ``NotSentError`` when the request never left, ``OutcomeUnknownError`` (carrying
@@ -514,7 +628,9 @@ class HyberClient:
         """
         base = base or self.base_url
         try:
-            url = base.copy_with(path=f"{base.path.rstrip('/')}/{self.client_id}/{path}")
+            url = base.copy_with(
+                path=f"{base.path.rstrip('/')}/{self.client_id}/{path}".rstrip("/")
+            )
         except httpx.InvalidURL as exc:
             raise ValidationError([Problem("path", f"cannot be sent: {exc}")]) from None
         headers = {"Content-Type": "application/json"} if content is not None else None

@@ -30,6 +30,9 @@ SITE_URL: Final = "https://proxy-{site}.hyber.im"
 DR_SITE_URL: Final = "https://dr-v2-{site}.hyber.im"
 """Base URL of the delivery-report lookups for a Hyber ``site``."""
 
+MESSAGE_SITE_URL: Final = "https://api-v2-{site}.hyber.im"
+"""Base URL of the single-message endpoint for a Hyber ``site``."""
+
 
 @attrs.frozen
 class Timeouts:

@@ -10,7 +10,9 @@ item with its own text), ``Recipient`` (one broadcast item with its own ``%key%`
 ``BatchRequest`` / ``BroadcastRequest`` (envelope plus items, i.e. one request body).
 
 Responses: ``JobAccepted`` (async endpoints), ``SyncResult`` of ``MessageResult`` (sync endpoints),
-``JobStatus`` of ``MessageStatus`` (status endpoint), ``DeliveryReport`` (callbacks).
+``JobStatus`` of ``MessageStatus`` (status endpoint), ``DeliveryReport`` (callbacks),
+``SimpleDeliveryReport`` and ``AdvancedDeliveryReport`` (the delivery-report lookups),
+``MessageAccepted`` (the single-message endpoint, whose request is ``MessageRequest``).
 
 Status codes are open integers: unknown values pass through untouched. The known ones are named
 in ``Status``, ``HyberStatus`` and ``ErrorCode``.
@@ -29,21 +31,26 @@ from ._errors import Problem, ValidationError
 from ._validation import unknown_channel
 
 __all__ = [
+    "AdvancedDeliveryReport",
     "BatchRequest",
     "BroadcastRequest",
     "Campaign",
     "Channel",
     "ChannelOptions",
+    "ChannelTtl",
     "DeliveryReport",
     "ErrorCode",
     "HyberStatus",
     "JobAccepted",
     "JobStatus",
     "Message",
+    "MessageAccepted",
+    "MessageRequest",
     "MessageResult",
     "MessageStatus",
     "PushOptions",
     "Recipient",
+    "SimpleDeliveryReport",
     "SmsOptions",
     "Status",
     "SyncResult",
@@ -256,6 +263,17 @@ class BroadcastRequest:
     recipients: tuple[Recipient, ...] = attrs.field(converter=_recipients)
 
 
+@attrs.frozen
+class MessageRequest:
+    """One single-message request body (``send_message``): the campaign envelope (with every
+    channel's text in its options) and one recipient, written flat as the API expects."""
+
+    campaign: Campaign
+    phone_number: int
+    extra_id: str | None = None
+    """Your id of the message (<= 64 chars); it comes back in reports and lookups."""
+
+
 # --- responses ------------------------------------------------------------------------------
 
 
@@ -264,6 +282,13 @@ class JobAccepted:
     """Answer of the async endpoints: the id of the job to poll."""
 
     job_id: str
+
+
+@attrs.frozen
+class MessageAccepted:
+    """Answer of the single-message endpoint: the id of the message."""
+
+    message_id: str
 
 
 @attrs.frozen
@@ -277,6 +302,8 @@ class MessageResult:
     accepted: bool | None = None
     error_code: int | None = None
     error_text: str | None = None
+    job_id: str | None = None
+    """The campaign's id, a documented response parameter."""
 
 
 @attrs.frozen
@@ -311,6 +338,10 @@ class MessageStatus:
     """Present only when ``ctr`` was on."""
     error_text: str | None = None
     error_code: int | None = None
+    matching_template_id: int | None = None
+    """The Viber template the message matched (0: none)."""
+    last_partner: str | None = None
+    """The last channel of delivery (``"hyber"`` while not final or when blocked)."""
 
     @property
     def is_final(self) -> bool:
@@ -351,6 +382,11 @@ class DeliveryReport:
     total_sms_parts: int | None = None
     delivered_sms_parts: int | None = None
     matching_template_id: int | None = None
+    status_text: str | None = None
+    clicks: int | None = None
+    """Present only when ``ctr`` was on."""
+    error_code: int | None = None
+    error_text: str | None = None
 
     @property
     def phone_number(self) -> int:
@@ -361,3 +397,70 @@ class DeliveryReport:
     def delivered(self) -> bool:
         """True for a delivered status (``status == 2``)."""
         return self.status == Status.DELIVERED
+
+
+@attrs.frozen
+class SimpleDeliveryReport:
+    """The answer of a simple delivery-report lookup (``detail="simple"``), and each channel's
+    report in an ``AdvancedDeliveryReport``.
+
+    ``status`` is -1 (``Status.NOT_FINAL``) while the message has no final status, or was not
+    sent to any channel yet. ``phone_number`` keeps the documented string form.
+    """
+
+    message_id: str
+    status: int
+    phone_number: str | None = None
+    last_partner: str | None = None
+    """The last channel of delivery; ``"hyber"`` while not final or when the platform blocked
+    it. In an advanced report, the channel this report is about."""
+    extra_id: str | None = None
+    time: int | None = None
+    """Epoch milliseconds of the last action of a channel."""
+    substatus: int | None = None
+    hyber_status: int | None = None
+    total_sms_parts: int | None = None
+    delivered_sms_parts: int | None = None
+    matching_template_id: int | None = None
+    """The Viber template the message matched (0: none)."""
+    clicks: int | None = None
+    """Present only when ``ctr`` was on."""
+    status_text: str | None = None
+    error_code: int | None = None
+    error_text: str | None = None
+
+    @property
+    def is_final(self) -> bool:
+        """True once the message has a final status (delivered or undelivered)."""
+        return self.status in Status.FINAL
+
+    @property
+    def delivered(self) -> bool:
+        """True for a delivered status (``status == 2``)."""
+        return self.status == Status.DELIVERED
+
+
+@attrs.frozen
+class ChannelTtl:
+    """One channel of an advanced report's ``channels``: its name and its ttl in seconds."""
+
+    channel: str
+    ttl: int | None = None
+
+
+@attrs.frozen
+class AdvancedDeliveryReport:
+    """The answer of a detailed delivery-report lookup (``detail="advanced"``): a report per
+    channel tried (``reports``), and the message's progress."""
+
+    reports: tuple[SimpleDeliveryReport, ...]
+    started: bool | None = None
+    """False while processing has not started (or started late)."""
+    processing: bool | None = None
+    """True only while the message is being processed."""
+    delivered_via: str | None = None
+    """The channel that delivered it; ``"hyber"`` while not final or when blocked."""
+    clicks: int | None = None
+    """Present only when ``ctr`` was on."""
+    channels: tuple[ChannelTtl, ...] | None = None
+    """The channels of the request, in cascade order, with their ttl."""

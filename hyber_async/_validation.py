@@ -23,10 +23,12 @@ from ._errors import Problem
 
 __all__ = [
     "MAX_ITEMS",
+    "MESSAGE_KEYS",
     "ItemRules",
     "Kind",
     "check_envelope",
     "check_items",
+    "check_message",
     "check_request",
     "check_start_time_value",
     "is_gsm7",
@@ -445,3 +447,41 @@ def check_request(wire: Mapping[str, Any], kind: Kind) -> list[Problem]:
     else:
         problems.extend(check_items(items, item_rules(wire, kind)))
     return problems
+
+
+MESSAGE_KEYS: Final = ("phone_number", "extra_id")
+"""The keys of a single-message request that are not the campaign envelope's."""
+
+
+def _message_recipient(wire: Mapping[str, Any]) -> list[Problem]:
+    """Every problem of the ``phone_number`` and ``extra_id`` of a single-message request,
+    checked as a broadcast recipient's and named by their own key."""
+    item = {key: wire[key] for key in MESSAGE_KEYS if key in wire}
+    found = _item_problems(item, 0, "", ItemRules(Kind.BROADCAST))
+    return [Problem(p.field.partition(".")[2], p.message) for p in found]
+
+
+def check_message(wire: Mapping[str, Any]) -> list[Problem]:
+    """Every problem of a single-message request body (chapter 2): its envelope checked as a
+    broadcast's (each channel's text in its options), its recipient as a broadcast recipient.
+
+    A single message has no variables: its option strings are sent as written, so they are
+    checked as written, ``%`` included (it is hidden from the broadcast rules, which would
+    skip a string holding a ``%key%`` as a template filled later).
+    """
+    envelope = {key: value for key, value in wire.items() if key not in MESSAGE_KEYS}
+    options = envelope.get("channel_options")
+    if isinstance(options, Mapping):
+        envelope["channel_options"] = {
+            name: {key: _literal(value) for key, value in channel.items()}
+            if isinstance(channel, Mapping)
+            else channel
+            for name, channel in options.items()
+        }
+    return check_envelope(envelope, Kind.BROADCAST) + _message_recipient(wire)
+
+
+def _literal(value: object) -> object:
+    """``value`` with no ``%`` to read as a placeholder: ``#`` has the same length and is in
+    the same GSM-7 alphabet, so every limit reads the same."""
+    return value.replace("%", "#") if isinstance(value, str) else value

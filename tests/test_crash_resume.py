@@ -98,6 +98,7 @@ def _env(url: str) -> dict[str, str]:
         "HYBER_LOGIN": DEMO_ACCOUNT.login,
         "HYBER_PASSWORD": DEMO_ACCOUNT.password,
         "HYBER_BASE_URL": url,
+        "HYBER_DR_BASE_URL": url,
     }
 
 

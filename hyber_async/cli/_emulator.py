@@ -82,7 +82,7 @@ def _run_emulator(args: argparse.Namespace) -> int:
         print(f"  admin:     {url}/_emulator/ledger  (also /faults, /clock, /callbacks)")
         print(
             f"  HyberClient(client_id={account.client_id!r}, login={account.login!r}, "
-            f"password=..., base_url={url!r})",
+            f"password=..., base_url={url!r}, dr_base_url={url!r})",
             flush=True,
         )
 

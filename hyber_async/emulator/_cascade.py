@@ -125,19 +125,25 @@ class Cascade:
 
     def offsets(self, ttls: Mapping[str, float]) -> tuple[float, ...]:
         """Emulated seconds from the start of a message to its final status, per path."""
-        result: list[float] = []
-        for path in self.paths:
-            elapsed = 0.0
-            for channel, outcome in path:
-                chances = self._outcomes[channel]
-                if outcome is Result.DELIVER:
-                    elapsed += chances.deliver_after
-                elif outcome is Result.FAIL:
-                    elapsed += min(chances.fail_after, ttls[channel])
-                else:
-                    elapsed += ttls[channel]
-            result.append(elapsed)
-        return tuple(result)
+        return tuple(self.timeline(index, ttls)[-1][2] for index in range(len(self.paths)))
+
+    def timeline(
+        self, path_index: int, ttls: Mapping[str, float]
+    ) -> tuple[tuple[str, Result, float], ...]:
+        """Each attempt of path ``path_index``: its channel, its result, and the emulated
+        seconds from the start of the message to its end."""
+        steps: list[tuple[str, Result, float]] = []
+        elapsed = 0.0
+        for channel, outcome in self.paths[path_index]:
+            chances = self._outcomes[channel]
+            if outcome is Result.DELIVER:
+                elapsed += chances.deliver_after
+            elif outcome is Result.FAIL:
+                elapsed += min(chances.fail_after, ttls[channel])
+            else:
+                elapsed += ttls[channel]
+            steps.append((channel, outcome, elapsed))
+        return tuple(steps)
 
     def final(self, path_index: int) -> tuple[str, Result, FinalCode]:
         """The channel, result and codes a message of path ``path_index`` ends with."""

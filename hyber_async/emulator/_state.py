@@ -104,6 +104,7 @@ class Job:
         "placeholders",
         "start",
         "texts",
+        "ttls",
         "variables",
     )
 
@@ -138,8 +139,8 @@ class Job:
         self.message_prefix = job_id[:_PREFIX_LENGTH]
         self.cascade = cascade
         self.paths = paths
-        ttls = {c: float(o["ttl"]) for c, o in self.channel_options.items()}
-        self.offsets = cascade.offsets(ttls)
+        self.ttls = {c: float(o["ttl"]) for c, o in self.channel_options.items()}
+        self.offsets = cascade.offsets(self.ttls)
         self.phones = array("q", [m["phone_number"] for m in items])
         self.extra_ids = StringColumn([m.get("extra_id") or "" for m in items])
         self.texts = StringColumn([m["text"] for m in items]) if kind is Kind.BATCH else None
