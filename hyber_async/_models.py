@@ -112,6 +112,13 @@ class ViberOptions:
     file_name: str | None = None
     ctr: bool | None = None
     """Rewrite links and count clicks."""
+    thumbnail: str | None = None
+    """A video's preview image (URL). A video message gives ``thumbnail``, ``file_size``,
+    ``duration`` and the video's URL in ``action``, all four."""
+    file_size: int | None = None
+    """A video's size in megabytes (1..200)."""
+    duration: int | None = None
+    """A video's length in seconds (1..600)."""
 
 
 @attrs.frozen

@@ -333,7 +333,11 @@ class _Sender(Delivery):
                 self.finish(record, ChunkState.NOT_SENT, "every item of the chunk is invalid")
                 return None
         record.sent = len(wire)
-        record.body = self.envelope.body(wire)
+        try:
+            record.body = self.envelope.body(wire)
+        except TypeError as exc:  # orjson.JSONEncodeError too; the rule set should prevent it
+            self.finish(record, ChunkState.NOT_SENT, f"cannot be encoded as JSON: {exc}")
+            return None
         if self.journal is not None:
             record.digest = digest(record.body)
             if self._resumed(record):
