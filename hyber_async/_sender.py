@@ -336,7 +336,14 @@ class _Sender(Delivery):
         try:
             record.body = self.envelope.body(wire)
         except TypeError as exc:  # orjson.JSONEncodeError too; the rule set should prevent it
-            self.finish(record, ChunkState.NOT_SENT, f"cannot be encoded as JSON: {exc}")
+            reason = f"not sent: the chunk cannot be encoded as JSON ({exc})"
+            positions = record.indices or range(first, first + len(wire))
+            record.excluded.extend(
+                _item_outcome(index, item, Outcome.NOT_SENT, reason)
+                for index, item in zip(positions, wire, strict=True)
+            )
+            record.sent = 0
+            self.finish(record, ChunkState.NOT_SENT, reason)
             return None
         if self.journal is not None:
             record.digest = digest(record.body)
