@@ -521,9 +521,10 @@ def _all_valid(items: Sequence[Any], rules: ItemRules) -> bool:
 
     Each test is one pass in C over the chunk: ``dict.get`` raises on a non-dict, ``sum`` of
     ints is an int only when none is a float or other number, ``"".join`` raises unless every
-    value is a string, the types of every key and value show anything that is not plain JSON
-    (the phone numbers are the only integers), and each option string holding placeholders
-    is checked for the chunk at once (``Template.certainly_valid``).
+    value is a string, and each option string holding placeholders is checked for the chunk at
+    once (``Template.certainly_valid``). Every value is then known to be plain JSON when the
+    items hold no key beyond those checked (one ``len`` per item); only otherwise are the
+    types of every key and value looked at.
     """
     if not items:
         return False
@@ -531,11 +532,6 @@ def _all_valid(items: Sequence[Any], rules: ItemRules) -> bool:
         extra_ids: list[Any] = list(map(dict.get, items, repeat("extra_id")))
         phones = list(map(itemgetter("phone_number"), items))
         if type(sum(phones)) is not int or min(phones) < PHONE_MIN or max(phones) > PHONE_MAX:
-            return False
-        if set(map(type, chain.from_iterable(items))) != {str}:
-            return False
-        types = list(map(type, chain.from_iterable(map(dict.values, items))))
-        if not set(types) <= {str, int} or types.count(int) != len(items):
             return False
         try:
             "".join(extra_ids)
@@ -546,15 +542,30 @@ def _all_valid(items: Sequence[Any], rules: ItemRules) -> bool:
             if "" in extra_ids or max(map(len, extra_ids)) > EXTRA_ID_MAX:
                 return False
         if rules.kind is Kind.BATCH:
-            texts = list(map(itemgetter("text"), items))
-            "".join(texts)
-            fast_max = SMS_TEXT_MAX_UNICODE if rules.sms_text else rules.text_max
-            return "" not in texts and max(map(len, texts)) <= fast_max
-        columns = {name: list(map(itemgetter(name), items)) for name in rules.placeholders}
+            columns = {"text": list(map(itemgetter("text"), items))}
+        else:
+            columns = {name: list(map(itemgetter(name), items)) for name in rules.placeholders}
+        for values in columns.values():
+            "".join(values)
     except (KeyError, TypeError):
         return False
+    checked = len(items) * (1 + len(columns)) + len(items) - extra_ids.count(None)
+    if sum(map(len, items)) != checked and not _plain_json(items):
+        return False
     longest = {name: max(map(len, values)) for name, values in columns.items()}
+    if rules.kind is Kind.BATCH:
+        fast_max = SMS_TEXT_MAX_UNICODE if rules.sms_text else rules.text_max
+        return "" not in columns["text"] and longest["text"] <= fast_max
     return all(t.certainly_valid(columns, longest) for t in rules.templates)
+
+
+def _plain_json(items: Sequence[dict[Any, Any]]) -> bool:
+    """True when every key is a string and every value a string, but for one integer per
+    item (its phone number, checked already)."""
+    if set(map(type, chain.from_iterable(items))) != {str}:
+        return False
+    types = list(map(type, chain.from_iterable(map(dict.values, items))))
+    return set(types) <= {str, int} and types.count(int) == len(items)
 
 
 def _item_problems(
