@@ -373,7 +373,7 @@ async def test_chunk_that_fails_to_encode_is_settled_not_sent(
 async def test_single_request_with_a_nan_value_raises_naming_it() -> None:
     """send_broadcast refuses a NaN value before sending (it was sent as null)."""
     campaign = converter.structure(_broadcast(viber={"ttl": 60, "text": "Hi %name%"}), hy.Campaign)
-    recipient = hy.Recipient(380961111111, variables={"name": "Ann", "score": math.nan})  # type: ignore[dict-item]
+    recipient = hy.Recipient(380961111111, variables={"name": "Ann", "score": math.nan})
     async with emulated_client() as env:
         with pytest.raises(hy.ValidationError, match=r"recipients\[0\]\.score: must be a finite"):
             await env.client.send_broadcast(campaign, [recipient])
