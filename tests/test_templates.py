@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import attrs
 import orjson
 import pytest
 
@@ -37,7 +38,7 @@ VIDEO = {
     "duration": 60,
     "ctr": False,
 }
-"""The Viber options of "Video only" (gms-docs/chapter3.rst line 592, broadcast)."""
+"""The Viber options of "Video only" (gms-docs/chapter3.rst line 594, broadcast)."""
 RECIPIENTS = [
     {"phone_number": 380961111111, "extra_id": "AD-6640-7006", "name": "Michael"},
     {"phone_number": 380962222222, "extra_id": "AD-6640-7007", "name": "Zoya"},
@@ -378,3 +379,26 @@ async def test_single_request_with_a_nan_value_raises_naming_it() -> None:
         with pytest.raises(hy.ValidationError, match=r"recipients\[0\]\.score: must be a finite"):
             await env.client.send_broadcast(campaign, [recipient])
     assert env.emulator.ledger.accepted == 0
+
+
+DOCUMENTED_OPTIONS = {
+    # gms-docs/chapter8.rst "Viber channel parameters" (lines 60-101), "Main" ctr (line 40), and
+    # the video keys of chapter3.rst ("Video Only", line 568)
+    hy.ViberOptions: {
+        "text", "ttl", "device", "alpha_name", "img", "caption", "action", "file_name", "ctr",
+        "thumbnail", "file_size", "duration",
+    },
+    # chapter8.rst "SMS channel parameters" (lines 103-114)
+    hy.SmsOptions: {"text", "ttl", "alpha_name", "ctr"},
+    # chapter8.rst "WhatsApp channel parameters" (lines 116-152)
+    hy.WhatsAppOptions: {
+        "text", "ttl", "img", "img_name", "doc", "doc_name", "audio", "video", "video_name",
+        "latitude", "longitude", "ctr",
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("model", DOCUMENTED_OPTIONS, ids=lambda m: m.__name__)
+def test_every_documented_option_is_a_model_field(model: type) -> None:
+    """Each option parameter the documentation lists for a channel is a field of its model."""
+    assert set(attrs.fields_dict(model)) == DOCUMENTED_OPTIONS[model]
