@@ -6,8 +6,9 @@ gives the wire ``dict`` without encoding. All policies live in :func:`configure_
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, TypeVar, get_args, get_origin, get_type_hints
 
@@ -15,7 +16,7 @@ import attrs
 import httpx
 import orjson
 from cattrs.errors import BaseValidationError
-from cattrs.gen import make_dict_unstructure_fn
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
 from cattrs.preconf.orjson import OrjsonConverter, make_converter
 
 from ._errors import Problem, UnexpectedResponseError, ValidationError
@@ -56,6 +57,7 @@ __all__ = [
     "match_sync_results",
     "parse_start_time",
     "to_wire_items",
+    "unknown_campaign_key",
 ]
 
 Wire = dict[str, Any]
@@ -128,6 +130,66 @@ def _read_leniently(value: Any, accepted: frozenset[type]) -> Any:
     return _UNREADABLE
 
 
+def _options_classes() -> dict[str, type]:
+    """The options model of each channel, by its key in ``ChannelOptions``."""
+    return {
+        name: next(t for t in get_args(hint) if attrs.has(t))
+        for name, hint in get_type_hints(ChannelOptions).items()
+    }
+
+
+def _strict_structure_fn(cls: type[A], conv: OrjsonConverter) -> Callable[[Any, type], A]:
+    """cattrs' structure hook for ``cls``, refusing (``ValidationError``) a key no field
+    takes, instead of dropping it."""
+    known = frozenset(attrs.fields_dict(cls))
+    base = make_dict_structure_fn(cls, conv)
+
+    def structure(wire: Any, _: type) -> A:
+        if isinstance(wire, Mapping):
+            unknown = sorted(str(key) for key in wire if key not in known)
+            if unknown:
+                reason = f"unknown option of {cls.__name__} (known: {', '.join(sorted(known))})"
+                raise ValidationError([Problem(key, reason) for key in unknown])
+        return base(wire, cls)
+
+    return structure
+
+
+@functools.cache
+def _campaign_keys() -> dict[str, frozenset[str]]:
+    """The keys a campaign may use, from the models: ``""`` for the top level,
+    ``channel_options`` for the channels, and each channel's option names."""
+    keys = {"": frozenset(attrs.fields_dict(Campaign)), "channel_options": frozenset()}
+    for name, options in _options_classes().items():
+        keys[name] = frozenset(attrs.fields_dict(options))
+    keys["channel_options"] = frozenset(keys) - {"", "channel_options"}
+    return keys
+
+
+def unknown_campaign_key(
+    wire: Mapping[str, Any], request_keys: Collection[str] = ()
+) -> Problem | None:
+    """The first key of a campaign given as a mapping (wire keys) that no model field takes,
+    so that nothing is ever dropped silently; ``request_keys`` (the items list of a mass
+    request, a single message's recipient fields) are also allowed at the top."""
+    keys = _campaign_keys()
+    for key in wire:
+        if key not in keys[""] and key not in request_keys:
+            return Problem(key, f"not a campaign setting (known: {', '.join(sorted(keys['']))})")
+    options = wire.get("channel_options")
+    if not isinstance(options, Mapping):
+        return None
+    for channel, values in options.items():
+        if channel not in keys["channel_options"]:
+            known = ", ".join(sorted(keys["channel_options"]))
+            return Problem(f"channel_options.{channel}", f"unknown channel (known: {known})")
+        for key in values if isinstance(values, Mapping) else ():
+            if key not in keys[channel]:
+                known = ", ".join(sorted(keys[channel]))
+                return Problem(f"channel_options.{channel}.{key}", f"unknown option ({known})")
+    return None
+
+
 def format_start_time(value: datetime | str) -> str:
     """Write ``start_time`` in the documented form ``YYYY-MM-DD hh:mm:ss+hh:mm``.
 
@@ -160,6 +222,8 @@ def configure_converter(conv: OrjsonConverter) -> OrjsonConverter:
     - unknown keys from the server are ignored, never an error;
     - ``phone_number`` of a request is an ``int`` on the wire; it is read from a number or a
       string (responses echo it as a string and keep it so);
+    - a campaign read from a mapping refuses a key that no field takes (``ValidationError``
+      naming it): an option is never dropped silently;
     - ``channels`` are written as their string values, in order (the cascade);
     - ``start_time`` is written as ``YYYY-MM-DD hh:mm:ss+hh:mm`` and read back as an aware
       ``datetime`` (or the original string when it has no offset);
@@ -197,6 +261,9 @@ def configure_converter(conv: OrjsonConverter) -> OrjsonConverter:
             cls, make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True)
         )
 
+    for options in (ChannelOptions, *_options_classes().values()):
+        conv.register_structure_hook(options, _strict_structure_fn(options, conv))
+
     options_hook = conv.get_unstructure_hook(ChannelOptions)
 
     def unstructure_campaign(campaign: Campaign) -> Wire:
@@ -214,7 +281,12 @@ def configure_converter(conv: OrjsonConverter) -> OrjsonConverter:
             wire["division_code"] = campaign.division_code
         return wire
 
-    def structure_campaign(wire: Mapping[str, Any], _: type) -> Campaign:
+    def structure_campaign(
+        wire: Mapping[str, Any], _: type, request_keys: Collection[str] = ()
+    ) -> Campaign:
+        unknown = unknown_campaign_key(wire, request_keys)
+        if unknown is not None:
+            raise ValidationError([unknown])
         start_time = wire.get("start_time")
         return Campaign(
             channels=wire["channels"],
@@ -250,7 +322,7 @@ def configure_converter(conv: OrjsonConverter) -> OrjsonConverter:
 
     def structure_batch(wire: Mapping[str, Any], _: type) -> BatchRequest:
         return BatchRequest(
-            campaign=structure_campaign(wire, Campaign),
+            campaign=structure_campaign(wire, Campaign, ("messages",)),
             messages=tuple(conv.structure(m, Message) for m in wire["messages"]),
         )
 
@@ -262,7 +334,7 @@ def configure_converter(conv: OrjsonConverter) -> OrjsonConverter:
 
     def structure_broadcast(wire: Mapping[str, Any], _: type) -> BroadcastRequest:
         return BroadcastRequest(
-            campaign=structure_campaign(wire, Campaign),
+            campaign=structure_campaign(wire, Campaign, ("recipients",)),
             recipients=tuple(structure_recipient(r, Recipient) for r in wire["recipients"]),
         )
 
@@ -275,7 +347,7 @@ def configure_converter(conv: OrjsonConverter) -> OrjsonConverter:
     def structure_single(wire: Mapping[str, Any], _: type) -> MessageRequest:
         extra_id = wire.get("extra_id")
         return MessageRequest(
-            campaign=structure_campaign(wire, Campaign),
+            campaign=structure_campaign(wire, Campaign, ("phone_number", "extra_id")),
             phone_number=int(wire["phone_number"]),
             extra_id=None if extra_id is None else str(extra_id),
         )

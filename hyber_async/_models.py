@@ -121,6 +121,13 @@ class ViberOptions:
     file_name: str | None = None
     ctr: bool | None = None
     """Rewrite links and count clicks."""
+    thumbnail: str | None = None
+    """A video's preview image (URL). A video message gives ``thumbnail``, ``file_size``,
+    ``duration`` and the video's URL in ``action``, all four."""
+    file_size: int | None = None
+    """A video's size in megabytes (1..200)."""
+    duration: int | None = None
+    """A video's length in seconds (1..600)."""
 
 
 @attrs.frozen
@@ -225,14 +232,15 @@ class Message:
 @attrs.frozen
 class Recipient:
     """One broadcast item. ``variables`` fill the ``%key%`` placeholders of the channel options
-    and go onto the wire as the recipient's own keys."""
+    and go onto the wire as the recipient's own keys. A value is a JSON scalar: a string, a
+    64-bit integer, a finite number or a boolean (a number fills as its JSON text)."""
 
     phone_number: int
     extra_id: str | None = None
-    variables: Mapping[str, str] = attrs.field(factory=dict, hash=False)
+    variables: Mapping[str, str | int | float | bool] = attrs.field(factory=dict, hash=False)
 
     @variables.validator
-    def _no_reserved_keys(self, _: object, value: Mapping[str, str]) -> None:
+    def _no_reserved_keys(self, _: object, value: Mapping[str, object]) -> None:
         clash = sorted(RECIPIENT_KEYS & value.keys())
         if clash:
             reason = "is a recipient field, not a variable"

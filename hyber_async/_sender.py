@@ -404,7 +404,18 @@ class _Sender(Delivery):
                 self.finish(record, ChunkState.NOT_SENT, "every item of the chunk is invalid")
                 return None
         record.sent = len(wire)
-        record.body = self.envelope.body(wire)
+        try:
+            record.body = self.envelope.body(wire)
+        except TypeError as exc:  # orjson.JSONEncodeError too; the rule set should prevent it
+            reason = f"not sent: the chunk cannot be encoded as JSON ({exc})"
+            positions = record.indices or range(first, first + len(wire))
+            record.excluded.extend(
+                _item_outcome(index, item, Outcome.NOT_SENT, reason)
+                for index, item in zip(positions, wire, strict=True)
+            )
+            record.sent = 0
+            self.finish(record, ChunkState.NOT_SENT, reason)
+            return None
         if self.journal is not None:
             record.digest = digest(record.body)
             if self._resumed(record):

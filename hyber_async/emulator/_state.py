@@ -16,7 +16,7 @@ from array import array
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from .._validation import GSM7_EXTENSION, Kind, is_gsm7
+from .._validation import GSM7_EXTENSION, Kind, is_gsm7, render
 from ._cascade import Cascade
 
 __all__ = ["Job", "Store", "StringColumn", "sms_parts"]
@@ -206,9 +206,7 @@ class Job:
 
 
 def _fill(template: str, keys: Sequence[str], values: Sequence[Any]) -> str:
-    for key, value in zip(keys, values, strict=True):
-        template = template.replace(f"%{key}%", "" if value is None else str(value))
-    return template
+    return render(template, dict(zip(keys, values, strict=True)))
 
 
 class Store:
