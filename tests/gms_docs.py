@@ -146,6 +146,10 @@ def load() -> list[Block]:
     ]
 
 
+def _read(fixture: str) -> str:
+    return (FIXTURES / fixture).read_text(encoding="utf-8")
+
+
 def write(blocks: list[Block]) -> None:
     """Copy ``blocks`` into the fixtures folder, replacing what was there."""
     FIXTURES.mkdir(parents=True, exist_ok=True)
