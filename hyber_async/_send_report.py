@@ -15,14 +15,8 @@ from typing import Any
 import attrs
 import orjson
 
-from ._errors import (
-    APIError,
-    HyberError,
-    NotSentError,
-    OutcomeUnknownError,
-    RateLimitError,
-    ServerError,
-)
+from ._config import not_processed
+from ._errors import APIError, HyberError, OutcomeUnknownError
 
 __all__ = [
     "ChunkRecord",
@@ -77,17 +71,11 @@ _FINAL = {
 def outcome_of_error(error: HyberError) -> Outcome:
     """The outcome of a request that ended in ``error`` (after the client's own retries).
 
-    Refusals (429, 503 with ``Retry-After``) and connection failures were never processed:
-    ``NOT_SENT``. Other 5xx, timeouts and resets after writing may have been: ``UNKNOWN``.
-    Any other answer of the server is a refusal of the request: ``REJECTED``.
+    Provably not processed (``not_processed``: a connection failure, 429, 503 with
+    ``Retry-After``): ``NOT_SENT``. Other 5xx, timeouts and resets after writing may have been:
+    ``UNKNOWN``. Any other answer of the server is a refusal of the request: ``REJECTED``.
     """
-    if isinstance(error, (NotSentError, RateLimitError)):
-        return Outcome.NOT_SENT
-    if (
-        isinstance(error, ServerError)
-        and error.status_code == 503
-        and error.retry_after is not None
-    ):
+    if not_processed(error):
         return Outcome.NOT_SENT
     if isinstance(error, OutcomeUnknownError):
         return Outcome.UNKNOWN
