@@ -418,10 +418,11 @@ class HyberClient:
         extra_id: str | None = None,
         detail: Detail = "simple",
     ) -> SimpleDeliveryReport | AdvancedDeliveryReport | None:
-        """The delivery report of one message, looked up on ``dr_base_url`` by ``message_id``
-        or by your ``extra_id``: a ``SimpleDeliveryReport`` (``detail="simple"``) or an
-        ``AdvancedDeliveryReport`` with a report per channel tried (``detail="advanced"``).
-        A message not final yet has ``status`` -1.
+        """The delivery report of one message, by ``message_id`` or by your ``extra_id``.
+
+        It is looked up on ``dr_base_url``: a ``SimpleDeliveryReport`` (``detail="simple"``)
+        or an ``AdvancedDeliveryReport`` with a report per channel tried
+        (``detail="advanced"``). A message not final yet has ``status`` -1.
 
         ``None`` only for the not-found answer: a 404 whose body is the API's error object
         (``{"error_code": int, "error_text": str}``). Any other answer that is not the
@@ -458,8 +459,9 @@ class HyberClient:
         *,
         extra_id: str | None = None,
     ) -> MessageAccepted:
-        """Send one message to ``phone_number`` through the single-message endpoint (on
-        ``message_base_url``); returns its ``message_id``.
+        """Send one message to ``phone_number``; returns its ``message_id``.
+
+        It goes through the single-message endpoint, on ``message_base_url``.
 
         ``campaign`` carries the channels and their options, each channel's text in its
         options (as for a broadcast; ``%key%`` is sent as written). Pass a ``Campaign`` with
@@ -528,8 +530,11 @@ class HyberClient:
 def _in_request_order(
     response: httpx.Response, answer: SyncResult, wire: Sequence[Mapping[str, Any]]
 ) -> SyncResult:
-    """``answer`` with one result per sent item, in request order; ``UnexpectedResponseError``
-    when it does not name each item's result unambiguously (see ``match_sync_results``)."""
+    """``answer`` with one result per sent item, in request order.
+
+    ``UnexpectedResponseError`` when it does not name each item's result unambiguously (see
+    ``match_sync_results``).
+    """
     matched = match_sync_results(answer, [item.get("extra_id") for item in wire])
     if len(answer.messages) != len(wire) or None in matched:
         detail = (

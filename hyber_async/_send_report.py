@@ -162,8 +162,11 @@ class ChunkRecord:
         return sum(item.sent for item in self.excluded)
 
     def counts(self) -> dict[Outcome, int]:
-        """The chunk's items per outcome: those in ``excluded`` by their own, the other sent
-        ones by the chunk's state (not counted while it is not final)."""
+        """The chunk's items per outcome.
+
+        Those in ``excluded`` count by their own outcome, the other sent ones by the chunk's
+        state (not counted while it is not final).
+        """
         counts = dict.fromkeys(Outcome, 0)
         for item in self.excluded:
             counts[item.outcome] += 1
