@@ -1,4 +1,9 @@
-"""``HyberClient``: one pooled ``httpx.AsyncClient`` and the endpoints of the API."""
+"""``HyberClient``, the public facade: the endpoints of the API over one ``Transport``.
+
+The transport (``_transport.py``) owns the connection pool, the credentials and the retries; the
+engines (``_sender.py``, ``_poller.py``, ``_reconcile.py``) take this client or its transport
+through the small protocols they declare, so none of them imports this module.
+"""
 
 from __future__ import annotations
 
@@ -167,6 +172,7 @@ class HyberClient:
 
     @property
     def _http(self) -> httpx.AsyncClient:
+        """The transport's pooled ``httpx.AsyncClient``."""
         return self._transport._http
 
     def __repr__(self) -> str:
@@ -256,6 +262,7 @@ class HyberClient:
         journal: Journal | None = None,
     ) -> SendReport:
         """Send any number of batch messages; see ``stream_broadcast`` for the options."""
+        envelope = Envelope(campaign, Kind.BATCH)  # the campaign is checked before the options
         options = SendOptions(
             chunk_size=chunk_size,
             concurrency=concurrency,
@@ -267,7 +274,7 @@ class HyberClient:
             report=report,
             journal=journal,
         )
-        return await send_in_chunks(self._transport, Kind.BATCH, campaign, messages, options)
+        return await send_in_chunks(self._transport, envelope, messages, options)
 
     async def stream_broadcast(
         self,
@@ -313,6 +320,7 @@ class HyberClient:
         refuses the input or cannot be written: ``JournalWriteError``) stops reading; it is
         raised once the chunks in flight have settled, ``report`` partitioning what was read.
         """
+        envelope = Envelope(campaign, Kind.BROADCAST)  # checked before the options
         options = SendOptions(
             chunk_size=chunk_size,
             concurrency=concurrency,
@@ -324,7 +332,7 @@ class HyberClient:
             report=report,
             journal=journal,
         )
-        return await send_in_chunks(self._transport, Kind.BROADCAST, campaign, recipients, options)
+        return await send_in_chunks(self._transport, envelope, recipients, options)
 
     # --- following a campaign ----------------------------------------------------------------
 
@@ -357,7 +365,7 @@ class HyberClient:
         options = PollOptions(interval, max_interval, deadline, max_concurrency)
         return await finish_polling(JobPoller(self, job_ids, options))
 
-    # --- plumbing shared with the mass sender and the poller -------------------------------
+    # --- plumbing ----------------------------------------------------------------------------
 
     async def _send(
         self,

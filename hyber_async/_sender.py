@@ -33,7 +33,7 @@ import orjson
 from ._chunking import chunked
 from ._codec import Envelope, decode_answer, match_sync_results, to_wire_items
 from ._errors import HyberError, Problem, ValidationError
-from ._models import Campaign, JobAccepted, SyncResult
+from ._models import JobAccepted, SyncResult
 from ._send_report import (
     ChunkRecord,
     ChunkState,
@@ -354,7 +354,6 @@ class _Sender(ChunkPoster):
     def __init__(
         self,
         client: Requester,
-        kind: Kind,
         envelope: Envelope,
         options: SendOptions,
         report: SendReport,
@@ -362,12 +361,12 @@ class _Sender(ChunkPoster):
         journal = options.journal
         super().__init__(
             client,
-            endpoint(kind, options.sync),
+            endpoint(envelope.kind, options.sync),
             report,
             journal=journal,
             on_progress=options.on_progress,
         )
-        self.kind = kind
+        self.kind = envelope.kind
         self.envelope = envelope
         self.chunk_size = options.request_size
         self.concurrency = min(options.concurrency, client.max_connections)
@@ -550,16 +549,16 @@ def _invalid_outcome(index: int, item: Any, problems: list[Problem]) -> Recipien
 
 async def send_in_chunks(
     client: Requester,
-    kind: Kind,
-    campaign: Campaign,
+    envelope: Envelope,
     items: Iterable[Any] | AsyncIterable[Any],
     options: SendOptions,
 ) -> SendReport:
-    """Send any number of items as ``kind`` requests of at most ``options.request_size`` each.
+    """Send any number of items in requests of ``options.request_size`` items at most.
 
-    See ``HyberClient.stream_broadcast`` for the options.
+    Each request wraps its items in ``envelope`` (the campaign, checked for its kind); see
+    ``HyberClient.stream_broadcast`` for the options.
     """
-    envelope = Envelope(campaign, kind)
+    kind = envelope.kind
     run_id = options.run_id
     report = options.report if options.report is not None else SendReport()
     report.run_id = run_id or report.run_id or uuid.uuid4().hex[:16]
@@ -571,5 +570,5 @@ async def send_in_chunks(
         if run_id is not None and recorded != run_id:
             raise JournalMismatchError(f"the journal records run {recorded!r}, not {run_id!r}")
         report.run_id = recorded
-    await _Sender(client, kind, envelope, options, report).run(items)
+    await _Sender(client, envelope, options, report).run(items)
     return report
