@@ -59,14 +59,7 @@ class Requester(Protocol):
         """Whether a request would fail before it leaves."""
 
     async def request(
-        self,
-        method: str,
-        path: str,
-        content: bytes | None = None,
-        extra_ids: Sequence[str] = (),
-        *,
-        base: httpx.URL | None = None,
-        items: int = MAX_ITEMS,
+        self, method: str, path: str, content: bytes | None = None, *, items: int = MAX_ITEMS
     ) -> httpx.Response:
         """Send one request with retries (see ``Transport.request``)."""
 
