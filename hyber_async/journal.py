@@ -77,9 +77,19 @@ class SqliteJournal:
     One file holds one campaign. Use it as a context manager or call ``close()``.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        """Open (or create) the journal at ``path``."""
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
+        """Open (or create) the journal at ``path``; with ``create=False`` only resume: a
+        journal that does not exist or is empty raises ``JournalMismatchError``."""
         self.path = os.fspath(path)
+        if not create:
+            try:
+                size = os.stat(self.path).st_size
+            except FileNotFoundError:
+                raise JournalMismatchError(
+                    f"{self.path}: no such journal: nothing to resume"
+                ) from None
+            if size == 0:
+                raise JournalMismatchError(f"{self.path}: the journal is empty: nothing to resume")
         self._db = sqlite3.connect(self.path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")

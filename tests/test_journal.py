@@ -153,3 +153,17 @@ async def test_an_explicit_other_run_id_is_refused(tmp_path: Path) -> None:
             await env.client.stream_broadcast(CAMPAIGN, rows(4), run_id="one", journal=journal)
             with pytest.raises(JournalMismatchError, match="'one'"):
                 await env.client.stream_broadcast(CAMPAIGN, rows(4), run_id="two", journal=journal)
+
+
+@pytest.mark.parametrize("content", [None, b""])
+def test_resume_only_refuses_a_missing_or_empty_journal(
+    tmp_path: Path, content: bytes | None
+) -> None:
+    """``create=False`` opens only a journal that holds something: a missing or zero-byte file
+    is refused by name (it would otherwise start the campaign again)."""
+    path = tmp_path / "j.sqlite"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(JournalMismatchError, match=r"j\.sqlite.*nothing to resume"):
+        SqliteJournal(path, create=False)
+    assert path.exists() == (content is not None)
