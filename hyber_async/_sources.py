@@ -9,6 +9,7 @@ project's one rule set (``check_items`` with the campaign's ``ItemRules``), a bl
   every other column is a ``%variable%`` of the recipient (its cells are strings). Encoding
   UTF-8, with or without a byte-order mark; quoted cells may span lines.
 - JSON Lines: one JSON object per line, with the wire keys (blank lines are skipped).
+- The path ``-`` reads standard input (its format must be given).
 - A phone number given as a string of digits (a leading ``+`` and surrounding spaces allowed)
   becomes an integer; any other string is an error.
 
@@ -26,6 +27,8 @@ import importlib
 import io
 import os
 import re
+import stat
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -131,10 +134,16 @@ class RecordReader:
         self.kind = kind
         self.format = detect_format(path, fmt)
         try:
-            self._binary: BinaryIO = open(path, "rb")  # noqa: SIM115 (closed by close())
-            self.size = os.fstat(self._binary.fileno()).st_size
+            if path == "-":  # standard input: a duplicate, so that close() leaves fd 0 open
+                self._binary: BinaryIO = os.fdopen(os.dup(sys.stdin.fileno()), "rb")
+            else:
+                self._binary = open(path, "rb")  # noqa: SIM115 (closed by close())
+            status = os.fstat(self._binary.fileno())
         except OSError as exc:
             raise SourceError(path, f"cannot read the file: {exc.strerror or exc}") from None
+        self.size = status.st_size
+        self.is_pipe = not stat.S_ISREG(status.st_mode)
+        """True when the input is not a regular file (a pipe, a terminal): it reads only once."""
         self._columns: list[str] = []
         self._csv: Any = None
         try:
@@ -146,8 +155,9 @@ class RecordReader:
 
     @property
     def position(self) -> int:
-        """Bytes of the file read so far (ahead of the rows yielded by a buffer's worth)."""
-        return 0 if self._binary.closed else self._binary.tell()
+        """Bytes of the file read so far (ahead of the rows yielded by a buffer's worth; 0 for
+        a pipe)."""
+        return 0 if self._binary.closed or self.is_pipe else self._binary.tell()
 
     def close(self) -> None:
         """Close the file."""
@@ -333,10 +343,15 @@ def _check_block(path: str, block: list[Row], rules: ItemRules) -> list[Row]:
 class ItemStream:
     """The valid items of a file, in order, as the mass sender reads them.
 
-    Iterating yields wire-form ``dict``s. At the first bad row it stops and keeps the error in
-    ``error``, unless ``on_skipped`` is given: then a bad row is handed to it and skipped
-    (counted in ``skipped``). File-level errors stop it too (``error``). ``line_of(index)``
-    maps an item's position in what was yielded back to its line in the file.
+    Iterating yields wire-form ``dict``s, in blocks of ``whole`` (the last one shorter at the
+    end of the file). At the first bad row it stops and keeps the error in ``error``, unless
+    ``on_skipped`` is given: then a bad row is handed to it and skipped (counted in
+    ``skipped``). File-level errors stop it too (``error``). At a stop, the valid rows of the
+    unfinished block are held back (never yielded; the first one's line is ``held_line``): with
+    ``whole`` equal to the chunk size, a stop never cuts a chunk, so the chunks sent before it
+    are the same ones a rerun of the fixed file sends, and a journal resumes them.
+    ``line_of(index)`` maps an item's position in what was yielded back to its line in the
+    file.
     """
 
     def __init__(
@@ -345,12 +360,16 @@ class ItemStream:
         rules: ItemRules,
         *,
         on_skipped: Callable[[SourceError], None] | None = None,
+        whole: int = 1,
     ) -> None:
-        """Stream the items of ``reader`` checked against ``rules``."""
+        """Stream the items of ``reader`` checked against ``rules``, ``whole`` at a time."""
         self.reader = reader
         self.rules = rules
         self.on_skipped = on_skipped
+        self.whole = whole
         self.error: SourceError | None = None
+        self.held_line: int | None = None
+        """The first line of the block held back at a stop, if any (it was never yielded)."""
         self.skipped = 0
         self.yielded = 0
         self._starts: list[int] = []
@@ -359,6 +378,18 @@ class ItemStream:
         """... and the offset from there on: a few entries for a well-formed file."""
 
     def __iter__(self) -> Iterator[Wire]:
+        block: list[tuple[int, Wire]] = []
+        for row in self._valid_rows():
+            block.append(row)
+            if len(block) == self.whole:
+                yield from self._yield(block)
+                block = []
+        if self.error is None:
+            yield from self._yield(block)
+        elif block:
+            self.held_line = block[0][0]
+
+    def _valid_rows(self) -> Iterator[tuple[int, Wire]]:
         try:
             for line, item in checked_rows(self.reader, self.rules):
                 if isinstance(item, SourceError):
@@ -368,14 +399,18 @@ class ItemStream:
                     self.skipped += 1
                     self.on_skipped(item)
                     continue
-                index = self.yielded
-                if not self._offsets or self._offsets[-1] != line - index:
-                    self._starts.append(index)
-                    self._offsets.append(line - index)
-                self.yielded += 1
-                yield item
+                yield line, item
         except SourceError as exc:
             self.error = exc
+
+    def _yield(self, block: list[tuple[int, Wire]]) -> Iterator[Wire]:
+        for line, item in block:
+            index = self.yielded
+            if not self._offsets or self._offsets[-1] != line - index:
+                self._starts.append(index)
+                self._offsets.append(line - index)
+            self.yielded += 1
+            yield item
 
     def line_of(self, index: int) -> int | None:
         """The line of the item yielded at position ``index``."""

@@ -52,8 +52,10 @@ class Console:
             print(text, flush=True)
 
     @contextlib.contextmanager
-    def progress(self, label: str, total: int) -> Iterator[Bar]:
-        """A progress bar of ``total`` steps while the block runs (on a terminal only)."""
+    def progress(self, label: str, total: int | None) -> Iterator[Bar]:
+        """A progress bar of ``total`` rows (``None``: not known) while the block runs, on a
+        terminal only: rows done of the total, what ``update`` says beside them (short), and
+        the time left; it fits 80 columns."""
         if not self.interactive:
             yield Bar()
             return
@@ -62,15 +64,15 @@ class Console:
             MofNCompleteColumn,
             Progress,
             TextColumn,
-            TimeElapsedColumn,
+            TimeRemainingColumn,
         )
 
         columns = (
-            TextColumn("{task.description:>10}"),
-            BarColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=12),
             MofNCompleteColumn(),
             TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
+            TimeRemainingColumn(),
         )
         with Progress(*columns, console=self._rich, transient=False) as progress:
             yield Bar(progress, progress.add_task(label, total=total, info=""))
