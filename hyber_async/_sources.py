@@ -6,12 +6,14 @@ project's one rule set (``check_items`` with the campaign's ``ItemRules``), a bl
 
 - CSV: a header line names the columns. ``phone_number`` is required, ``extra_id`` is optional
   (an empty cell means none); a batch needs ``text`` and takes no other column; in a broadcast
-  every other column is a ``%variable%`` of the recipient (its cells are strings). Encoding
-  UTF-8, with or without a byte-order mark; quoted cells may span lines.
+  every other column is a ``%variable%`` of the recipient (its cells are strings). The
+  delimiter (comma, semicolon, tab or bar) is found from the header unless given. Encoding
+  UTF-8, with or without a byte-order mark, unless given; quoted cells may span lines.
 - JSON Lines: one JSON object per line, with the wire keys (blank lines are skipped).
 - The path ``-`` reads standard input (its format must be given).
 - A phone number given as a string of digits (a leading ``+`` and surrounding spaces allowed)
-  becomes an integer; any other string is an error.
+  becomes an integer; any other string is an error; ``phone_parser`` reads them as people
+  write them instead (opt-in).
 
 Problems are ``SourceError``s naming the file, the line (1-based; for a multi-line CSV record,
 its first line) and the field. File-level ones (unreadable file, bad header, undecodable text)
@@ -22,9 +24,11 @@ are raised; row-level ones are yielded in the row's place, so a caller decides w
 from __future__ import annotations
 
 import bisect
+import codecs
 import csv
 import importlib
 import io
+import itertools
 import os
 import re
 import stat
@@ -40,7 +44,7 @@ import orjson
 from ._codec import Wire, converter
 from ._errors import HyberError, Problem
 from ._models import Campaign, ChannelOptions, Message
-from ._validation import ItemRules, Kind, check_envelope, check_items
+from ._validation import ItemRules, Kind, check_envelope, check_items, placeholders_in
 
 __all__ = [
     "FORMATS",
@@ -49,9 +53,11 @@ __all__ = [
     "RecordReader",
     "Row",
     "SourceError",
+    "check_columns",
     "checked_rows",
     "detect_format",
     "load_campaign",
+    "phone_parser",
 ]
 
 FORMATS: Final = ("csv", "jsonl")
@@ -99,6 +105,8 @@ Row = tuple[int, "Wire | SourceError"]
 
 def detect_format(path: str, given: str | None = None) -> str:
     """The format of a recipient file: ``given``, or the one its extension names."""
+    if os.path.isdir(path):
+        raise SourceError(path, "is a directory: give the path of a CSV or JSON Lines file")
     if given is not None:
         return given
     found = _EXTENSIONS.get(Path(path).suffix.lower())
@@ -121,6 +129,57 @@ def _phone(value: object) -> object:
     return int(digits)
 
 
+_PHONE_PARSE_ERRORS: Final = {
+    0: "has no country code: write it as +380... or pass --phone-region",
+    1: "is not a phone number",
+    2: "is too short",
+    3: "is too short",
+    4: "is too long",
+}
+
+
+def phone_parser(region: str | None) -> Callable[[object], object]:
+    """A reader of phone numbers as people write them (``+380 (96) 111-11-11``,
+    ``380-96-111-11-14``; with ``region``, e.g. ``"UA"``, national ones like ``096 111 11 11``
+    too), by Google's libphonenumber (the ``phonenumbers`` package of the ``cli`` extra): a
+    string becomes the integer of its E.164 form; a string that is not a valid number for its
+    country raises ``ValueError`` saying why; anything else is left to the rule set to judge.
+    """
+    try:
+        import phonenumbers
+    except ImportError:
+        raise HyberError(
+            "reading phone numbers as written needs the phonenumbers package: "
+            "pip install 'hyber-async[cli]'"
+        ) from None
+    if region is not None and region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise HyberError(f"--phone-region: unknown region {region!r} (e.g. UA, DE, GB)")
+    default = None if region is None else region.upper()
+
+    def parse(value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if not text:
+            raise ValueError("is empty")
+        try:
+            try:
+                number = phonenumbers.parse(text, default)
+            except phonenumbers.NumberParseException as exc:
+                if default is not None or text.startswith("+") or exc.error_type != 0:
+                    raise
+                number = phonenumbers.parse("+" + text)  # an international number without +
+        except phonenumbers.NumberParseException as exc:
+            reason = _PHONE_PARSE_ERRORS.get(exc.error_type, "is not a phone number")
+            raise ValueError(f"{reason}, got {value!r}") from None
+        if not phonenumbers.is_valid_number(number):
+            code = number.country_code
+            raise ValueError(f"is not a valid number of country code +{code}, got {value!r}")
+        return int(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:])
+
+    return parse
+
+
 class RecordReader:
     """One open recipient file, read row by row; a context manager that closes it.
 
@@ -128,11 +187,31 @@ class RecordReader:
     before anything is sent. ``rows()`` yields each row once.
     """
 
-    def __init__(self, path: str, kind: Kind, fmt: str | None = None) -> None:
-        """Open ``path`` holding ``kind`` items in ``fmt`` (default: by its extension)."""
+    def __init__(
+        self,
+        path: str,
+        kind: Kind,
+        fmt: str | None = None,
+        *,
+        delimiter: str | None = None,
+        encoding: str | None = None,
+        phone: Callable[[object], object] | None = None,
+    ) -> None:
+        """Open ``path`` holding ``kind`` items in ``fmt`` (default: by its extension).
+
+        A CSV's ``delimiter`` is found from its header (comma, semicolon, tab or bar) unless
+        given; ``encoding`` is UTF-8 unless given (any Python codec name, e.g. ``cp1251``);
+        ``phone`` reads each phone number (default: digits, a leading ``+`` allowed; see
+        ``phone_parser``)."""
         self.path = path
         self.kind = kind
         self.format = detect_format(path, fmt)
+        self.delimiter = delimiter
+        try:
+            self.encoding = codecs.lookup(encoding or "utf-8").name
+        except LookupError:
+            raise HyberError(f"--encoding: unknown encoding {encoding!r}") from None
+        self._phone = phone or _phone
         try:
             if path == "-":  # standard input: a duplicate, so that close() leaves fd 0 open
                 self._binary: BinaryIO = os.fdopen(os.dup(sys.stdin.fileno()), "rb")
@@ -144,8 +223,10 @@ class RecordReader:
         self.size = status.st_size
         self.is_pipe = not stat.S_ISREG(status.st_mode)
         """True when the input is not a regular file (a pipe, a terminal): it reads only once."""
-        self._columns: list[str] = []
+        self.columns: list[str] = []
+        """The CSV header's column names."""
         self._csv: Any = None
+        self._text: io.TextIOWrapper | None = None
         try:
             if self.format == "csv":
                 self._open_csv()
@@ -161,7 +242,7 @@ class RecordReader:
 
     def close(self) -> None:
         """Close the file."""
-        self._binary.close()
+        (self._text or self._binary).close()
 
     def __enter__(self) -> RecordReader:
         return self
@@ -178,9 +259,12 @@ class RecordReader:
         return SourceError(self.path, message, line=line, field=field)
 
     def _open_csv(self) -> None:
-        text = io.TextIOWrapper(self._binary, encoding="utf-8-sig", newline="")
-        self._csv = csv.reader(text)
-        header = self._next_record()
+        encoding = "utf-8-sig" if self.encoding == "utf-8" else self.encoding
+        self._text = text = io.TextIOWrapper(self._binary, encoding=encoding, newline="")
+        first = self._read(text.readline, 1)
+        delimiter = self.delimiter or _sniff_delimiter(first)
+        self._csv = csv.reader(itertools.chain([first], text), delimiter=delimiter)
+        header = self._next_record(1)
         if header is None:
             raise self._fail("the file is empty: expected a header line", line=1)
         columns = [name.strip() for name in header]
@@ -188,7 +272,8 @@ class RecordReader:
         for name in required:
             if name not in columns:
                 listed = ", ".join(repr(c) for c in columns)
-                raise self._fail(f"missing column in the header (found {listed})", 1, name)
+                hint = "" if self.delimiter else "; pass --delimiter if it is not , ; tab or |"
+                raise self._fail(f"missing column in the header (found {listed}{hint})", 1, name)
         for position, name in enumerate(columns, start=1):
             if not name:
                 raise self._fail(f"column {position} of the header has no name", 1)
@@ -197,16 +282,42 @@ class RecordReader:
             if self.kind is Kind.BATCH and name not in _BATCH_KEYS:
                 allowed = ", ".join(sorted(_BATCH_KEYS))
                 raise self._fail(f"not a column of a batch (allowed: {allowed})", 1, name)
-        self._columns = columns
+        self.columns = columns
 
-    def _next_record(self) -> list[str] | None:
-        """The next CSV record; file-level failures raise."""
+    def _read(self, read: Callable[[], str], line: int) -> str:
+        """``read()``, its decoding failures named by line."""
+        try:
+            return read()
+        except UnicodeDecodeError:
+            raise self._undecodable(line) from None
+
+    def _undecodable(self, near: int) -> SourceError:
+        """The error for bytes that are not text in the encoding, on the line that holds them
+        (found by reading the file again; ``near`` for a pipe)."""
+        line = near
+        if not self.is_pipe:
+            with open(self.path, "rb") as again:
+                for number, raw in enumerate(again, start=1):
+                    try:
+                        raw.decode(self.encoding)
+                    except UnicodeDecodeError:
+                        line = number
+                        break
+        hint = "" if self.encoding != "utf-8" else ": pass --encoding (e.g. cp1251 or latin-1)"
+        return self._fail(f"is not valid {self.encoding} text{hint}", line)
+
+    def _next_record(self, line: int) -> list[str] | None:
+        """The next CSV record, starting on ``line``; file-level failures raise."""
         try:
             record: list[str] | None = next(self._csv, None)
         except UnicodeDecodeError:
-            raise self._fail("is not valid UTF-8 text", self._csv.line_num + 1) from None
+            raise self._undecodable(line) from None
         except csv.Error as exc:
-            raise self._fail(f"is not valid CSV: {exc}", self._csv.line_num) from None
+            if "field larger than field limit" in str(exc):
+                limit = csv.field_size_limit()
+                message = f"a field is longer than {limit:,} characters (an unclosed quote?)"
+                raise self._fail(message, line) from None
+            raise self._fail(f"is not valid CSV: {exc}", line) from None
         except OSError as exc:
             raise self._fail(f"cannot read the file: {exc.strerror or exc}") from None
         return record
@@ -218,11 +329,11 @@ class RecordReader:
         return self._jsonl_rows()
 
     def _csv_rows(self) -> Iterator[Row]:
-        columns = self._columns
+        columns = self.columns
         width = len(columns)
         while True:
             line = self._csv.line_num + 1
-            record = self._next_record()
+            record = self._next_record(line)
             if record is None:
                 return
             if not record:
@@ -234,7 +345,7 @@ class RecordReader:
             try:
                 for name, value in zip(columns, record, strict=True):
                     if name == "phone_number":
-                        item[name] = _phone(value)
+                        item[name] = self._phone(value)
                     elif name != "extra_id" or value:
                         item[name] = value
             except ValueError as exc:
@@ -260,7 +371,10 @@ class RecordReader:
             if not raw.strip():
                 continue
             try:
-                item = orjson.loads(raw)
+                item = orjson.loads(raw if self.encoding == "utf-8" else raw.decode(self.encoding))
+            except UnicodeDecodeError:
+                yield line, self._fail(f"is not valid {self.encoding} text", line)
+                continue
             except orjson.JSONDecodeError as exc:
                 yield line, self._fail(f"is not valid JSON: {exc.msg}", line)
                 continue
@@ -280,7 +394,7 @@ class RecordReader:
                     continue
             if "phone_number" in item:
                 try:
-                    item["phone_number"] = _phone(item["phone_number"])
+                    item["phone_number"] = self._phone(item["phone_number"])
                 except ValueError as exc:
                     yield (
                         line,
@@ -290,6 +404,33 @@ class RecordReader:
                     )
                     continue
             yield line, item
+
+
+def _sniff_delimiter(header: str) -> str:
+    """The delimiter of a CSV header line: comma, semicolon, tab or bar (comma when it cannot
+    tell, e.g. for a single column)."""
+    try:
+        return csv.Sniffer().sniff(header, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def check_columns(reader: RecordReader, wire: Mapping[str, Any]) -> None:
+    """Raise a ``SourceError`` when a ``%variable%`` of the campaign ``wire`` has no column in
+    a broadcast CSV (it would fail on every row)."""
+    if reader.format != "csv" or reader.kind is not Kind.BROADCAST:
+        return
+    for channel, options in (wire.get("channel_options") or {}).items():
+        for key, value in options.items():
+            if not isinstance(value, str):
+                continue
+            for name in sorted(placeholders_in(value) - set(reader.columns)):
+                raise SourceError(
+                    reader.path,
+                    f"the file has no column {name!r}, used as %{name}% in "
+                    f"channel_options.{channel}.{key}",
+                    line=1,
+                )
 
 
 def _problem_error(path: str, line: int, item: Wire, problems: list[Problem]) -> SourceError:
@@ -525,15 +666,24 @@ def load_campaign(
     origin = path if path is not None else "options"
     wire = _merge(_read_campaign_file(path) if path is not None else {}, overrides or {})
     problem = _unknown_key(wire)
+    # Options missing for a listed channel: name each option it needs, not the missing table.
+    options = wire.setdefault("channel_options", {})
+    channels = wire.get("channels")
+    if problem is None and isinstance(options, dict) and isinstance(channels, list):
+        for name in channels:
+            if isinstance(name, str) and name not in options:
+                options[name] = {}
     problems = [problem] if problem else check_envelope(wire, kind)
     if problems:
-        first = problems[0]
-        extra = hint(first.field) if hint else None
-        message = first.message + (f" ({extra})" if extra else "")
-        if len(problems) > 1:
-            more = len(problems) - 1
-            message += f"; and {more} more problem{'s' if more > 1 else ''}"
-        raise SourceError(origin, message, field=first.field)
+
+        def described(found: Problem) -> str:
+            extra = hint(found.field) if hint else None
+            return found.message + (f" ({extra})" if extra else "")
+
+        if len(problems) == 1:
+            raise SourceError(origin, described(problems[0]), field=problems[0].field)
+        every = "; ".join(f"{found.field}: {described(found)}" for found in problems)
+        raise SourceError(origin, f"{len(problems)} problems: {every}")
     listed = set(wire["channels"])
     wire["channel_options"] = {k: v for k, v in wire["channel_options"].items() if k in listed}
     try:

@@ -300,3 +300,30 @@ def test_a_journal_refuses_a_changed_file(served: Served) -> None:
     assert changed.returncode == 2
     assert_one_line_error(changed.stderr, "j.sqlite", "differs from the journal")
     assert served.emulator.ledger.accepted == 6
+
+
+def test_a_semicolon_cp1251_file_with_written_phones_is_sent_once(served: Served) -> None:
+    """A European spreadsheet export: semicolons (found from the header), cp1251 text
+    (--encoding), phone numbers as people write them (--phone-region UA): each valid row is
+    accepted once with its E.164 number and its text intact; the number libphonenumber refuses
+    keeps its line and reason."""
+    rows = [
+        "phone_number;extra_id;name",
+        "+380 (96) 111-11-11;a;Олена",
+        "380-96-111-11-14;b;Петро",
+        "096 111 11 12;c;Ірина",
+        "12345;d;Bad",
+    ]
+    (served.cwd / "people.csv").write_bytes("\r\n".join(rows).encode("cp1251") + b"\r\n")
+    done = served.run(
+        "send", "broadcast", "people.csv", "--encoding", "cp1251", "--phone-region", "UA",
+        *SMS, "--sms-text", "Hi %name%", "--skip-invalid",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert served.emulator.ledger.counts() == {"a": 1, "b": 1, "c": 1}
+    (job,) = served.emulator.store.jobs()
+    assert list(job.phones) == [380961111111, 380961111114, 380961111112]
+    assert list(job.variables["name"].values()) == ["Олена", "Петро", "Ірина"]
+    (invalid,) = [r for r in records(served.cwd / "people.csv.result.jsonl") if r.get("line") == 5]
+    assert (invalid["record"], invalid["field"]) == ("invalid", "phone_number")
+    assert "'12345'" in invalid["reason"]

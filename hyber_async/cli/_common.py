@@ -16,9 +16,12 @@ Exit codes of ``send``, ``status`` and ``wait``:
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from typing import Final
+
+import httpx
 
 from .._client import HyberClient
 from .._errors import (
@@ -42,6 +45,7 @@ __all__ = [
     "error",
     "is_server_error",
     "make_client",
+    "missing_settings",
 ]
 
 EXIT_OK: Final = 0
@@ -82,8 +86,31 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_SETTINGS: Final = (
+    ("client_id", "the account id", "--client-id", "HYBER_CLIENT_ID"),
+    ("login", "the login", "--login", "HYBER_LOGIN"),
+    ("password", "the password", "--password", "HYBER_PASSWORD"),
+)
+
+
+def missing_settings(args: argparse.Namespace) -> list[str]:
+    """Every connection setting given neither by its flag nor by its variable, each named
+    with both."""
+    missing = []
+    if args.base_url is None and args.site is None and not os.environ.get("HYBER_BASE_URL"):
+        missing.append("the API address: pass --base-url or --site, or set $HYBER_BASE_URL")
+    for name, what, flag, variable in _SETTINGS:
+        if getattr(args, name) is None and not os.environ.get(variable):
+            missing.append(f"{what}: pass {flag} or set ${variable}")
+    return missing
+
+
 def make_client(args: argparse.Namespace) -> HyberClient:
-    """A ``HyberClient`` from the connection arguments; missing settings raise ``UsageError``."""
+    """A ``HyberClient`` from the connection arguments; missing or bad settings raise
+    ``UsageError`` naming every one."""
+    missing = missing_settings(args)
+    if missing:
+        raise UsageError(f"missing {'; '.join(missing)}")
     try:
         return HyberClient(
             args.client_id,
@@ -93,12 +120,14 @@ def make_client(args: argparse.Namespace) -> HyberClient:
             base_url=args.base_url,
         )
     except ValidationError as exc:
-        problem = exc.problems[0]
         # The client names its keyword arguments ("pass login="): name the flags instead.
-        message = re.sub(
-            r"\b(\w+)=", lambda m: "--" + m.group(1).replace("_", "-"), problem.message
-        )
-        raise UsageError(f"{problem.field} {message}") from None
+        problems = [f"{p.field} {_KEYWORD.sub(_flag, p.message)}" for p in exc.problems]
+        raise UsageError("; ".join(problems)) from None
+    except httpx.InvalidURL as exc:
+        raise UsageError(f"base_url is not a URL: {exc}") from None
+
+
+_KEYWORD: Final = re.compile(r"\b(\w+)=")
 
 
 def _flag(match: re.Match[str]) -> str:

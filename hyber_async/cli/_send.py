@@ -54,8 +54,10 @@ from .._sources import (
     ItemStream,
     RecordReader,
     SourceError,
+    check_columns,
     checked_rows,
     load_campaign,
+    phone_parser,
 )
 from .._validation import MAX_ITEMS, ItemRules, Kind
 from ..journal import JournalMismatchError, SqliteJournal
@@ -107,6 +109,31 @@ def add(commands: Any) -> None:
     parser.add_argument("kind", choices=[k.value for k in Kind], help="request type")
     parser.add_argument("file", help="CSV or JSON Lines file of recipients or messages")
     parser.add_argument("--format", choices=FORMATS, help="file format (default: by extension)")
+    reading = parser.add_argument_group("reading the file")
+    reading.add_argument(
+        "--delimiter",
+        type=_delimiter,
+        metavar="C",
+        help="CSV delimiter: one character, or 'tab' (default: found from the header among "
+        ", ; tab |)",
+    )
+    reading.add_argument(
+        "--encoding",
+        metavar="NAME",
+        help="text encoding, e.g. cp1251 or latin-1 (default: UTF-8, with or without a BOM)",
+    )
+    reading.add_argument(
+        "--normalize-phones",
+        action="store_true",
+        help="read phone numbers as people write them (+380 (96) 111-11-11, 380-96-111-11-14) "
+        "with libphonenumber; a number that is not valid for its country is a bad row",
+    )
+    reading.add_argument(
+        "--phone-region",
+        metavar="CC",
+        help="the country of numbers written without a country code, e.g. UA (implies "
+        "--normalize-phones; default: none, every number needs one)",
+    )
 
     campaign = parser.add_argument_group("campaign", "flags override the campaign file")
     campaign.add_argument("--campaign", metavar="FILE", help="campaign settings (TOML or JSON)")
@@ -213,6 +240,14 @@ def _overrides(args: argparse.Namespace, kind: Kind) -> dict[str, Any]:
         if value is not None:
             wire[key] = value
     return wire
+
+
+def _delimiter(text: str) -> str:
+    """A CSV delimiter, for argparse."""
+    value = "\t" if text in ("tab", "\\t") else text
+    if len(value) != 1:
+        raise argparse.ArgumentTypeError(f"must be one character or 'tab', got {text!r}")
+    return value
 
 
 def _flag_hint(field: str) -> str | None:
@@ -343,26 +378,59 @@ def _next_steps(summary: dict[str, Any]) -> list[str]:
 
 def _run(args: argparse.Namespace) -> int:
     kind = Kind(args.kind)
+    problems: list[str] = []
+    if not 1 <= args.chunk_size <= MAX_ITEMS:
+        problems.append(f"--chunk-size must be between 1 and {MAX_ITEMS}")
+    if args.concurrency < 1:
+        problems.append("--concurrency must be at least 1")
+    if args.max_rate is not None and args.max_rate <= 0:
+        problems.append("--max-rate must be positive")
+    if args.no_journal and (args.journal or args.resume):
+        problems.append("--no-journal cannot go with --journal or --resume")
+    envelope: Envelope | None = None
+    client: HyberClient | None = None
+    reader: RecordReader | None = None
     try:
-        if not 1 <= args.chunk_size <= MAX_ITEMS:
-            raise UsageError(f"--chunk-size must be between 1 and {MAX_ITEMS}")
-        if args.concurrency < 1:
-            raise UsageError("--concurrency must be at least 1")
-        if args.max_rate is not None and args.max_rate <= 0:
-            raise UsageError("--max-rate must be positive")
-        if args.no_journal and (args.journal or args.resume):
-            raise UsageError("--no-journal cannot go with --journal or --resume")
         campaign = load_campaign(args.campaign, kind, _overrides(args, kind), hint=_flag_hint)
         envelope = Envelope(campaign, kind)
-        client = None if args.dry_run else make_client(args)
-        reader = RecordReader(args.file, kind, args.format)
     except (UsageError, HyberError) as exc:
-        error("send", exc)
+        problems.append(str(exc))
+    if not args.dry_run:
+        try:
+            client = make_client(args)
+        except UsageError as exc:
+            problems.append(str(exc))
+    try:
+        reader = _reader(args, kind)
+        if envelope is not None:
+            check_columns(reader, envelope.wire)
+    except HyberError as exc:
+        problems.append(str(exc))
+    if problems or envelope is None or reader is None:
+        for problem in problems:
+            error("send", problem)
+        if reader is not None:
+            reader.close()
         return EXIT_BAD_INPUT
     with reader:
         if client is None:
             return _dry_run(args, reader, envelope.rules)
         return _send(args, kind, envelope, reader, client)
+
+
+def _reader(args: argparse.Namespace, kind: Kind) -> RecordReader:
+    """The file of ``args``, opened as its reading flags say."""
+    phone = None
+    if args.normalize_phones or args.phone_region:
+        phone = phone_parser(args.phone_region)
+    return RecordReader(
+        args.file,
+        kind,
+        args.format,
+        delimiter=args.delimiter,
+        encoding=args.encoding,
+        phone=phone,
+    )
 
 
 @attrs.define
@@ -403,7 +471,7 @@ def _check(reader: RecordReader, rules: ItemRules) -> _Check:
 
 def _dry_run(args: argparse.Namespace, reader: RecordReader, rules: ItemRules) -> int:
     found = _check(reader, rules)
-    code = EXIT_OK if found.invalid == 0 and found.fatal is None else EXIT_BAD_INPUT
+    code = EXIT_OK if found.valid and not found.invalid and found.fatal is None else EXIT_BAD_INPUT
     if args.json:
         summary = {
             "command": "send",
@@ -423,9 +491,18 @@ def _dry_run(args: argparse.Namespace, reader: RecordReader, rules: ItemRules) -
             "nothing sent"
         )
         found.show(sys.stdout)
-    if code != EXIT_OK:
+    if found.valid == 0 and found.invalid == 0 and found.fatal is None:
+        error("send", f"{args.file}: {_no_rows(found)}: there is nothing to send")
+    elif code != EXIT_OK:
         error("send", f"{args.file}: {_problem_count(found)} (listed above); nothing was sent")
     return code
+
+
+def _no_rows(found: _Check) -> str:
+    """Why a file without a valid row has nothing to send."""
+    if found.invalid:
+        return f"none of its {found.invalid} rows is valid (listed above)"
+    return "the file has no rows, only a header"
 
 
 def _problem_count(found: _Check) -> str:
@@ -439,7 +516,7 @@ def _problem_count(found: _Check) -> str:
 
 def _check_first(args: argparse.Namespace, kind: Kind, rules: ItemRules) -> _Check:
     """Read and check the whole file before anything is sent."""
-    with RecordReader(args.file, kind, args.format) as reader:
+    with _reader(args, kind) as reader:
         return _check(reader, rules)
 
 
@@ -583,6 +660,10 @@ def _send(
         if found.fatal is not None or (found.invalid and not args.skip_invalid):
             _refuse_checked(args, found)
             return EXIT_BAD_INPUT
+        if found.valid == 0:
+            found.show(sys.stderr)
+            error("send", f"{args.file}: {_no_rows(found)}: nothing was sent")
+            return EXIT_BAD_INPUT
         total = found.valid
     settings = _settings(args, envelope)
     previous = _previous_settings(result_path)
@@ -655,6 +736,8 @@ def _send(
         error("send", stream.error)
     elif interrupted:
         error("send", "interrupted")
+    elif summary["rows"] == 0:
+        error("send", f"{args.file}: the input has no rows: nothing was sent")
     elif summary["exit_code"] == EXIT_SERVER:
         error("send", f"nothing was accepted: {_first_reason(report)}")
     return int(summary["exit_code"])
@@ -681,6 +764,8 @@ def _summary(
         code = EXIT_BAD_INPUT
     elif interrupted:
         code = EXIT_INTERRUPTED
+    elif rows == 0:
+        code = EXIT_BAD_INPUT
     elif accepted == rows:
         code = EXIT_OK
     elif accepted == 0 and report.read > 0:
