@@ -34,11 +34,13 @@ class Bar:
 class Console:
     """The output of one command run."""
 
-    def __init__(self, *, json_output: bool = False) -> None:
+    def __init__(self, *, json_output: bool = False, terminal: Any = None) -> None:
+        """Print JSON only with ``json_output``; draw on the ``rich`` console ``terminal``
+        (default: stdout when it is a terminal)."""
         self.json_output = json_output
-        self.interactive = not json_output and sys.stdout.isatty()
-        self._rich: Any = None
-        if self.interactive:
+        self.interactive = not json_output and (terminal is not None or sys.stdout.isatty())
+        self._rich: Any = terminal
+        if self.interactive and terminal is None:
             try:
                 import rich.console
             except ImportError:  # the cli extra is not installed: plain output
@@ -85,9 +87,9 @@ class Console:
         if self._rich is not None:
             from rich.table import Table
 
-            table = Table(title=title)
-            table.add_column("")
-            table.add_column("", justify="right")
+            table = Table(title=title, show_header=False)
+            table.add_column()
+            table.add_column(justify="right")
             for name, value in rows:
                 table.add_row(name, _format(value))
             self._rich.print(table)

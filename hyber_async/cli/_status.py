@@ -223,7 +223,7 @@ def _print_summary(report: dict[str, Any], deadline_passed: bool) -> None:
     )
     for name, counts in report["by_channel"].items():
         print(
-            f"  {name:<9} {counts['delivered']:>9} delivered {counts['expired']:>9} expired "
+            f"  {name:<13} {counts['delivered']:>9} delivered {counts['expired']:>9} expired "
             f"{counts['failed']:>9} failed {counts['pending']:>9} pending"
         )
     for code, count in report["by_error_code"].items():
