@@ -99,3 +99,33 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert exited.value.code == 0
     assert capsys.readouterr().out.strip() == f"hyber-async {hyber_async.__version__}"
+
+
+def help_of(*argv: str, capsys: pytest.CaptureFixture[str]) -> str:
+    """The ``--help`` text of ``hyber-async argv``."""
+    with pytest.raises(SystemExit):
+        main([*argv, "--help"])
+    return capsys.readouterr().out
+
+
+def test_help_is_specific_shows_defaults_and_only_possible_exit_codes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """send batch and send broadcast each describe their own file; defaults and every ttl
+    range are shown; only the exit codes a command can end with are listed."""
+    batch = help_of("send", "batch", capsys=capsys)
+    broadcast = help_of("send", "broadcast", capsys=capsys)
+    wait = help_of("wait", capsys=capsys)
+    emulator = help_of("emulator", capsys=capsys)
+    assert "CSV columns: phone_number (digits, a leading + allowed), text" in batch
+    assert "--text TEXT" not in batch
+    assert "every other\ncolumn is a %variable% of its row" in broadcast
+    assert "--text TEXT" in broadcast
+    for text in (batch, broadcast):
+        assert all(r in text for r in ("(40-86400)", "(300-259200)", "(1-604800)")), text
+        assert "(default: 50000)" in text
+        assert "(default: 4)" in text
+        assert "  4    " not in text
+        assert "  130  interrupted" in text
+    assert "  4    the deadline passed" in wait
+    assert "(default: 8080)" in emulator

@@ -34,15 +34,16 @@ from .._errors import (
 
 __all__ = [
     "EXIT_BAD_INPUT",
-    "EXIT_CODES",
     "EXIT_DEADLINE",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_PARTIAL",
     "EXIT_SERVER",
+    "HelpFormatter",
     "UsageError",
     "add_connection_arguments",
     "error",
+    "exit_codes",
     "is_server_error",
     "make_client",
     "missing_settings",
@@ -55,15 +56,33 @@ EXIT_SERVER: Final = 3
 EXIT_DEADLINE: Final = 4
 EXIT_INTERRUPTED: Final = 130
 
-EXIT_CODES: Final = """\
-exit codes:
-  0    everything succeeded
-  1    partly: some recipients not accepted or some jobs not read (see the output)
-  2    usage error or bad input (file, line and field named on stderr)
-  3    the server could not be reached, or refused the credentials or every request
-  4    wait: the deadline passed with jobs still pending
-  130  interrupted"""
-"""The epilog of each subcommand's ``--help``."""
+_EXIT_MEANINGS: Final = {
+    EXIT_OK: "everything succeeded",
+    EXIT_PARTIAL: "partly: some jobs could not be read (see the output)",
+    EXIT_BAD_INPUT: "usage error or bad input (file, line and field named on stderr)",
+    EXIT_SERVER: "the server could not be reached, or refused the credentials or every request",
+    EXIT_DEADLINE: "the deadline passed with jobs still pending",
+    EXIT_INTERRUPTED: "interrupted",
+}
+
+
+def exit_codes(*codes: int, **meanings: str) -> str:
+    """The epilog of a subcommand's ``--help``: the exit codes it can end with, with the
+    meaning of ``partial`` (exit code 1) for that command."""
+    said = {**_EXIT_MEANINGS, **({EXIT_PARTIAL: meanings["partial"]} if meanings else {})}
+    lines = [f"  {code:<4} {said[code]}" for code in codes]
+    return "\n".join(["exit codes:", *lines])
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions kept as written, and every option's default shown (when it has one)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 class UsageError(Exception):

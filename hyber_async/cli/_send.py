@@ -1,10 +1,8 @@
 """``hyber-async send batch|broadcast FILE``: send a campaign to the recipients of a file.
 
 The file is streamed through ``stream_batch`` / ``stream_broadcast``, never whole in memory.
-CSV: a header line names the columns: ``phone_number`` (digits, a leading ``+`` allowed),
-``extra_id`` (optional) and, for a batch, ``text``; in a broadcast every other column is a
-``%variable%``. JSON Lines: one object per line with the wire keys. The campaign comes from
-``--campaign FILE`` (TOML or JSON: the envelope's wire keys) and the flags, which override it.
+JSON Lines: one object per line with the wire keys. The campaign comes from ``--campaign FILE``
+(TOML or JSON: the envelope's wire keys) and the flags, which override it.
 
 Never twice: the whole file is checked before the first request is sent (a bad row stops
 the send before anything is sent; ``--no-check-first`` starts at once, and a pipe (``-`` for
@@ -63,14 +61,15 @@ from .._validation import MAX_ITEMS, ItemRules, Kind
 from ..journal import JournalMismatchError, SqliteJournal
 from ._common import (
     EXIT_BAD_INPUT,
-    EXIT_CODES,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_PARTIAL,
     EXIT_SERVER,
+    HelpFormatter,
     UsageError,
     add_connection_arguments,
     error,
+    exit_codes,
     make_client,
 )
 from ._console import Bar, Console
@@ -80,13 +79,13 @@ __all__ = ["add"]
 _CHANNELS: Final = ("viber", "sms", "whatsapp")
 _OPTION_FLAGS: Final = (
     ("viber", "ttl", int, "seconds a Viber message may wait (40-86400)"),
-    ("viber", "text", str, "Viber text (broadcast: may use %%variables%%)"),
+    ("viber", "text", str, "Viber text"),
     ("viber", "alpha_name", str, "Viber sender name"),
     ("sms", "ttl", int, "seconds an SMS may wait (300-259200)"),
     ("sms", "alpha_name", str, "SMS sender name (up to 11 GSM-7 characters)"),
-    ("sms", "text", str, "SMS text (broadcast: may use %%variables%%)"),
-    ("whatsapp", "ttl", int, "seconds a WhatsApp message may wait"),
-    ("whatsapp", "text", str, "WhatsApp text (broadcast: may use %%variables%%)"),
+    ("sms", "text", str, "SMS text"),
+    ("whatsapp", "ttl", int, "seconds a WhatsApp message may wait (1-604800)"),
+    ("whatsapp", "text", str, "WhatsApp text"),
 )
 """``--{channel}-{option}`` flags: they set ``channel_options.{channel}.{option}``."""
 _TOP_FLAGS: Final = (
@@ -95,20 +94,50 @@ _TOP_FLAGS: Final = (
     ("start_time", "when to start: 'YYYY-MM-DD hh:mm:ss+hh:mm'"),
 )
 _SHOWN_PROBLEMS: Final = 10
+_FILES: Final = {
+    Kind.BATCH: """\
+Send one message per row: each with its own text (POST /batch).
+CSV columns: phone_number (digits, a leading + allowed), text, extra_id (optional); no other
+column.""",
+    Kind.BROADCAST: """\
+Send one campaign text to every row (POST /broadcast): the channel texts (--text,
+--CHANNEL-text or the campaign file) may use %variables%, filled from each row.
+CSV columns: phone_number (digits, a leading + allowed), extra_id (optional); every other
+column is a %variable% of its row.""",
+}
+_TEXT_HELP: Final = {
+    Kind.BATCH: " of the envelope (each message's own text comes from the file)",
+    Kind.BROADCAST: " (may use %%variables%%)",
+}
 
 
 def add(commands: Any) -> None:
-    """Declare ``hyber-async send``."""
-    parser = commands.add_parser(
+    """Declare ``hyber-async send batch`` and ``hyber-async send broadcast``."""
+    send = commands.add_parser(
         "send",
         help="send a campaign to the recipients of a CSV or JSONL file",
         description=(__doc__ or "").replace("``", ""),
-        epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="see hyber-async send batch --help and hyber-async send broadcast --help",
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("kind", choices=[k.value for k in Kind], help="request type")
-    parser.add_argument("file", help="CSV or JSON Lines file of recipients or messages")
-    parser.add_argument("--format", choices=FORMATS, help="file format (default: by extension)")
+    kinds = send.add_subparsers(dest="kind", metavar="kind", required=True)
+    for kind in Kind:
+        parser = kinds.add_parser(
+            kind.value,
+            help=_FILES[kind].splitlines()[0],
+            description=_FILES[kind]
+            + "\n\n"
+            + (__doc__ or "").split("\n\n", 2)[2].replace("``", ""),
+            epilog=exit_codes(EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_SERVER, EXIT_INTERRUPTED),
+            formatter_class=HelpFormatter,
+        )
+        _add_arguments(parser, kind)
+        parser.set_defaults(run=_run)
+
+
+def _add_arguments(parser: argparse.ArgumentParser, kind: Kind) -> None:
+    parser.add_argument("file", help="CSV or JSON Lines file ('-': standard input)")
+    parser.add_argument("--format", choices=FORMATS, help="file format (default: by its extension)")
     reading = parser.add_argument_group("reading the file")
     reading.add_argument(
         "--delimiter",
@@ -142,14 +171,17 @@ def add(commands: Any) -> None:
         metavar="LIST",
         help="comma-separated channels in cascade order, e.g. viber,sms",
     )
-    campaign.add_argument(
-        "--text", help="broadcast: the text of every channel without its own --CHANNEL-text"
-    )
-    for channel, option, kind, help_text in _OPTION_FLAGS:
-        flag = f"--{channel}-{option.replace('_', '-')}"
-        metavar = "N" if kind is int else option.upper()
+    if kind is Kind.BROADCAST:
         campaign.add_argument(
-            flag, dest=f"{channel}_{option}", type=kind, metavar=metavar, help=help_text
+            "--text", help="the text of every channel without its own --CHANNEL-text"
+        )
+    for channel, option, flag_type, help_text in _OPTION_FLAGS:
+        flag = f"--{channel}-{option.replace('_', '-')}"
+        metavar = "N" if flag_type is int else option.upper()
+        if option == "text":
+            help_text += _TEXT_HELP[kind]
+        campaign.add_argument(
+            flag, dest=f"{channel}_{option}", type=flag_type, metavar=metavar, help=help_text
         )
     for key, help_text in _TOP_FLAGS:
         flag = f"--{key.replace('_', '-')}"
@@ -165,14 +197,13 @@ def add(commands: Any) -> None:
         help="skip bad rows (listed in the result file) instead of stopping at the first",
     )
     sending.add_argument(
-        "--result", metavar="FILE", help="result file (default: FILE.result.jsonl)"
-    )
-    sending.add_argument("--json", action="store_true", help="print a JSON summary")
-    sending.add_argument(
         "--no-check-first",
         action="store_true",
         help="start sending before the whole file is checked (a bad row then stops the send at "
         "its chunk; a pipe is always checked as it is sent)",
+    )
+    sending.add_argument(
+        "--result", metavar="FILE", help="result file (default: FILE.result.jsonl)"
     )
     sending.add_argument(
         "--journal",
@@ -191,12 +222,13 @@ def add(commands: Any) -> None:
         action="store_true",
         help="only resume: refuse to start when the journal does not exist or is empty",
     )
+    sending.add_argument("--json", action="store_true", help="print a JSON summary")
     sending.add_argument(
         "--chunk-size",
         type=int,
         default=MAX_ITEMS,
         metavar="N",
-        help="items per request (max 50000)",
+        help="items per request (at most 50000; --max-rate may lower it)",
     )
     sending.add_argument(
         "--concurrency",
@@ -206,27 +238,35 @@ def add(commands: Any) -> None:
         help="requests in flight",
     )
     sending.add_argument(
-        "--max-rate", type=float, metavar="R", help="at most this many recipients per second"
+        "--max-rate",
+        type=float,
+        metavar="R",
+        help="at most this many recipients per second (chunks shrink to R/10)",
     )
     sending.add_argument(
         "--sync", action="store_true", help="use the /sync endpoints (an answer per message)"
     )
     add_connection_arguments(parser)
-    parser.set_defaults(run=_run)
+
+
+def _delimiter(text: str) -> str:
+    """A CSV delimiter, for argparse."""
+    value = "\t" if text in ("tab", "\\t") else text
+    if len(value) != 1:
+        raise argparse.ArgumentTypeError(f"must be one character or 'tab', got {text!r}")
+    return value
 
 
 # --- the campaign ---------------------------------------------------------------------------
 
 
-def _overrides(args: argparse.Namespace, kind: Kind) -> dict[str, Any]:
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The campaign settings given by flags, in the wire shape of the campaign file."""
     wire: dict[str, Any] = {}
     if args.channels is not None:
         wire["channels"] = [c.strip() for c in args.channels.split(",") if c.strip()]
     options: dict[str, dict[str, Any]] = {}
-    if args.text is not None:
-        if kind is Kind.BATCH:
-            raise UsageError("--text is for broadcasts: a batch takes its texts from the file")
+    if getattr(args, "text", None) is not None:
         for channel in _CHANNELS:
             options.setdefault(channel, {})["text"] = args.text
     for channel, option, _, _ in _OPTION_FLAGS:
@@ -240,14 +280,6 @@ def _overrides(args: argparse.Namespace, kind: Kind) -> dict[str, Any]:
         if value is not None:
             wire[key] = value
     return wire
-
-
-def _delimiter(text: str) -> str:
-    """A CSV delimiter, for argparse."""
-    value = "\t" if text in ("tab", "\\t") else text
-    if len(value) != 1:
-        raise argparse.ArgumentTypeError(f"must be one character or 'tab', got {text!r}")
-    return value
 
 
 def _flag_hint(field: str) -> str | None:
@@ -391,7 +423,7 @@ def _run(args: argparse.Namespace) -> int:
     client: HyberClient | None = None
     reader: RecordReader | None = None
     try:
-        campaign = load_campaign(args.campaign, kind, _overrides(args, kind), hint=_flag_hint)
+        campaign = load_campaign(args.campaign, kind, _overrides(args), hint=_flag_hint)
         envelope = Envelope(campaign, kind)
     except (UsageError, HyberError) as exc:
         problems.append(str(exc))
