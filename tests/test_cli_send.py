@@ -262,17 +262,23 @@ def test_the_result_file_lists_every_recipient_not_accepted(served: Served) -> N
 
 
 def test_refused_credentials_exit_3_and_list_every_row(served: Served) -> None:
-    """A wrong password: exit 3, one line saying nothing was accepted, every row listed."""
+    """A wrong password: exit 3, one line saying nothing was accepted, every row listed; the
+    same command with the right password then sends every row once (the journal of refused
+    requests does not hold them back)."""
     ids = write_csv(served.cwd / "rows.csv", 4)
     done = served.run("send", "batch", "rows.csv", *SMS, HYBER_PASSWORD="Not-It-QZX-77")
     assert done.returncode == 3
     assert_one_line_error(done.stderr, "nothing was accepted", "401")
     assert "Not-It-QZX-77" not in done.stdout + done.stderr
+    assert "fix the cause and run the same command again" in done.stdout
     listed = [
         r for r in records(served.cwd / "rows.csv.result.jsonl") if r["record"] == "recipient"
     ]
     assert [r["extra_id"] for r in listed] == ids
     assert {r["outcome"] for r in listed} == {"rejected"}
+    fixed = served.run("send", "batch", "rows.csv", *SMS)
+    assert fixed.returncode == 0, fixed.stderr
+    assert served.emulator.ledger.counts() == dict.fromkeys(ids, 1)
 
 
 def test_a_journaled_send_run_twice_sends_each_row_once(served: Served) -> None:

@@ -384,13 +384,18 @@ def _chunk_size_text(settings: dict[str, Any]) -> str:
 def _next_steps(summary: dict[str, Any]) -> list[str]:
     """What happened to the rows not sent, and how to send them."""
     journal = summary["journal"]
-    again = (
-        f"run the same command again: its journal {journal} skips the "
-        f"{summary['accepted']:,} rows already accepted and sends the rest"
-        if journal
-        else f"no journal was kept: running the command again would send every row again; "
-        f"send only the rows from line {summary['unsent_from_line']} on"
-    )
+    if _nothing_out(summary):
+        again = "run the same command again: nothing was accepted, so it starts over"
+    elif journal:
+        again = (
+            f"run the same command again: its journal {journal} skips the "
+            f"{summary['accepted']:,} rows already accepted and sends the rest"
+        )
+    else:
+        again = (
+            "no journal was kept: running the command again would send every row again; "
+            f"send only the rows from line {summary['unsent_from_line']} on"
+        )
     stopped = summary["stopped"]
     if stopped is not None:
         where = f"line {stopped['line']}" if stopped["line"] is not None else "a file error"
@@ -402,6 +407,11 @@ def _next_steps(summary: dict[str, Any]) -> list[str]:
         ]
     if summary["interrupted"]:
         return [f"interrupted: nothing more was read or sent; to send the rest, {again}"]
+    if _nothing_out(summary) and summary["rows"]:
+        return [f"nothing was accepted, and nothing may have been: fix the cause and {again}"]
+    unsent = summary["not_sent"] - summary["invalid"]
+    if unsent and journal:
+        return [f"{unsent:,} rows were not sent (see the result file): to send them, {again}"]
     return []
 
 
@@ -574,9 +584,14 @@ def _default_journal(result_path: str) -> str:
     return result_path.removesuffix(".jsonl") + ".journal"
 
 
-def _rerun_problem(result_path: str, journal: str | None) -> str | None:
-    """Why this run must not start: it could send the same rows again."""
+def _rerun_problem(
+    result_path: str, journal: str | None, previous: dict[str, Any] | None
+) -> str | None:
+    """Why this run must not start: it could send the same rows again (an earlier run's
+    summary ``previous`` may say that nothing of it can have reached anyone)."""
     sent_again = "to send the file again on purpose, pass a new --result FILE"
+    if previous is not None and _nothing_out(previous):
+        return None
     if journal is None:
         if os.path.exists(result_path):
             return f"{result_path}: the result file exists (it may have been sent): {sent_again}"
@@ -602,8 +617,8 @@ def _settings(args: argparse.Namespace, envelope: Envelope) -> dict[str, Any]:
     }
 
 
-def _previous_settings(result_path: str) -> dict[str, Any] | None:
-    """The settings in the summary of an earlier run's result file, if it can be read."""
+def _previous_summary(result_path: str) -> dict[str, Any] | None:
+    """The summary of an earlier run's result file, if it can be read."""
     try:
         with open(result_path, "rb") as handle:
             last = b""
@@ -612,8 +627,20 @@ def _previous_settings(result_path: str) -> dict[str, Any] | None:
         summary = orjson.loads(last)
     except (OSError, orjson.JSONDecodeError):
         return None
-    settings = summary.get("settings") if isinstance(summary, dict) else None
-    return settings if isinstance(settings, dict) else None
+    return summary if isinstance(summary, dict) and summary.get("record") == "summary" else None
+
+
+def _nothing_out(summary: dict[str, Any]) -> bool:
+    """True when a run's summary says no recipient was accepted and none may have been: the
+    server refused or never got every request, so sending the file again is safe."""
+    return summary.get("accepted") == 0 and summary.get("unknown") == 0
+
+
+def _remove_journal(path: str) -> None:
+    """Remove a journal that records nothing sent (and SQLite's side files)."""
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -682,7 +709,8 @@ def _send(
         return EXIT_BAD_INPUT
     result_path = args.result or f"{args.file}.result.jsonl"
     journal_path = None if args.no_journal else (args.journal or _default_journal(result_path))
-    problem = _rerun_problem(result_path, journal_path)
+    previous = _previous_summary(result_path)
+    problem = _rerun_problem(result_path, journal_path, previous)
     if problem is not None:
         error("send", problem)
         return EXIT_BAD_INPUT
@@ -698,7 +726,6 @@ def _send(
             return EXIT_BAD_INPUT
         total = found.valid
     settings = _settings(args, envelope)
-    previous = _previous_settings(result_path)
     # Written aside and moved over the result file at the end: an earlier run's result stays
     # until this run's, which accounts for every row (the journal's chunks included), is whole.
     partial = f"{result_path}.part"
@@ -753,11 +780,17 @@ def _send(
             if report.read == 0:  # refused before anything was read: the earlier result stays
                 handle.close()
                 os.unlink(partial)
-                error("send", _refusal(journal_path, refusal, previous, settings))
+                old = previous.get("settings") if previous is not None else None
+                error("send", _refusal(journal_path, refusal, old, settings))
                 return EXIT_BAD_INPUT
             stream.error = SourceError(journal_path or "", str(refusal))
         summary = _summary(args, report, stream, result_path, journal_path, interrupted)
         summary["settings"] = settings
+        if journal_path is not None and _nothing_out(summary):
+            # Nothing can have reached anyone: a journal of refused chunks would only stop
+            # the same command, run again once the cause is fixed, from sending them.
+            _remove_journal(journal_path)
+            summary["journal"] = None
         result.finish(report, stream, summary)
     os.replace(partial, result_path)
     if args.json:
