@@ -596,13 +596,17 @@ def _rerun_problem(
         if os.path.exists(result_path):
             return f"{result_path}: the result file exists (it may have been sent): {sent_again}"
         return None
-    has_journal = os.path.exists(journal) and os.path.getsize(journal) > 0
-    if os.path.exists(result_path) and not has_journal:
+    if os.path.exists(result_path) and not _has_content(journal):
         return (
             f"{result_path}: the result file exists but not its journal {journal}: the file "
             f"may have been sent; {sent_again}"
         )
     return None
+
+
+def _has_content(path: str | None) -> bool:
+    """True when ``path`` is a file with something in it."""
+    return path is not None and os.path.isfile(path) and os.path.getsize(path) > 0
 
 
 def _settings(args: argparse.Namespace, envelope: Envelope) -> dict[str, Any]:
@@ -681,12 +685,15 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def _refusal(
     journal: str | None,
-    refusal: JournalMismatchError,
+    refusal: HyberError,
     old: dict[str, Any] | None,
     new: dict[str, Any],
 ) -> str:
-    """The journal's refusal, naming what differs when the earlier summary tells it."""
-    differences = _differences(old, new) if old is not None else []
+    """The journal's refusal, naming each setting that differs when the summary of the run
+    that wrote the journal (``old``) tells them."""
+    differences: list[str] = []
+    if isinstance(refusal, JournalMismatchError) and old is not None and _has_content(journal):
+        differences = _differences(old, new)
     if not differences:
         return f"{journal}: {refusal}"
     return (
@@ -776,7 +783,7 @@ def _send(
                 anyio.run(run, bar)
         except KeyboardInterrupt:
             interrupted = True
-        except JournalMismatchError as refusal:
+        except HyberError as refusal:  # the journal's: another send, another input, in use
             if report.read == 0:  # refused before anything was read: the earlier result stays
                 handle.close()
                 os.unlink(partial)
