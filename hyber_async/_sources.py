@@ -214,15 +214,18 @@ class RecordReader:
         self._phone = phone or _phone
         try:
             if path == "-":  # standard input: a duplicate, so that close() leaves fd 0 open
-                self._binary: BinaryIO = os.fdopen(os.dup(sys.stdin.fileno()), "rb")
+                raw: io.FileIO = os.fdopen(os.dup(sys.stdin.fileno()), "rb", buffering=0)
             else:
-                self._binary = open(path, "rb")  # noqa: SIM115 (closed by close())
-            status = os.fstat(self._binary.fileno())
+                raw = open(path, "rb", buffering=0)  # noqa: SIM115 (closed by close())
+            status = os.fstat(raw.fileno())
         except OSError as exc:
             raise SourceError(path, f"cannot read the file: {exc.strerror or exc}") from None
         self.size = status.st_size
         self.is_pipe = not stat.S_ISREG(status.st_mode)
         """True when the input is not a regular file (a pipe, a terminal): it reads only once."""
+        # A pipe is read unbuffered (the text layer and ``_lines`` buffer it): a buffered
+        # reader's lock would make close() wait for a read blocked in another thread.
+        self._binary: BinaryIO = raw if self.is_pipe else io.BufferedReader(raw)
         self.columns: list[str] = []
         """The CSV header's column names."""
         self._csv: Any = None
@@ -357,16 +360,26 @@ class RecordReader:
                 continue
             yield line, item
 
+    def _lines(self) -> Iterator[bytes]:
+        """The lines of the file as bytes, read 64 KiB at a time."""
+        rest = b""
+        while True:
+            try:
+                data = self._binary.read(1 << 16)
+            except OSError as exc:
+                raise self._fail(f"cannot read the file: {exc.strerror or exc}") from None
+            if not data:
+                break
+            lines = (rest + data).split(b"\n")
+            rest = lines.pop()
+            yield from lines
+        if rest:
+            yield rest
+
     def _jsonl_rows(self) -> Iterator[Row]:
         batch = self.kind is Kind.BATCH
         line = 0
-        while True:
-            try:
-                raw = self._binary.readline()
-            except OSError as exc:
-                raise self._fail(f"cannot read the file: {exc.strerror or exc}") from None
-            if not raw:
-                return
+        for raw in self._lines():
             line += 1
             if not raw.strip():
                 continue
@@ -443,16 +456,20 @@ def _problem_error(path: str, line: int, item: Wire, problems: list[Problem]) ->
     return SourceError(path, first.message + more, line=line, field=field, item=item)
 
 
-def checked_rows(reader: RecordReader, rules: ItemRules) -> Iterator[Row]:
+def checked_rows(
+    reader: RecordReader, rules: ItemRules, *, block_size: int = _CHECK_BLOCK
+) -> Iterator[Row]:
     """``reader.rows()`` with every item also checked by the rule set: an item that breaks a
     rule is replaced by a ``SourceError`` naming its line and field.
 
-    Rows are checked ``_CHECK_BLOCK`` at a time, so a block is held in memory, never more.
+    Rows are checked ``block_size`` at a time (at most ``_CHECK_BLOCK``), so a block is held
+    in memory, never more, and a row is yielded once its block is read.
     """
+    block_size = min(block_size, _CHECK_BLOCK)
     block: list[Row] = []
     for row in reader.rows():
         block.append(row)
-        if len(block) == _CHECK_BLOCK:
+        if len(block) == block_size:
             yield from _check_block(reader.path, block, rules)
             block = []
     if block:
@@ -532,7 +549,8 @@ class ItemStream:
 
     def _valid_rows(self) -> Iterator[tuple[int, Wire]]:
         try:
-            for line, item in checked_rows(self.reader, self.rules):
+            # Blocks no larger than a chunk: a chunk leaves once its rows are read (a pipe).
+            for line, item in checked_rows(self.reader, self.rules, block_size=self.whole):
                 if isinstance(item, SourceError):
                     if self.on_skipped is None:
                         self.error = item

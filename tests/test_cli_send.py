@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -333,3 +334,25 @@ def test_a_semicolon_cp1251_file_with_written_phones_is_sent_once(served: Served
     (invalid,) = [r for r in records(served.cwd / "people.csv.result.jsonl") if r.get("line") == 5]
     assert (invalid["record"], invalid["field"]) == ("invalid", "phone_number")
     assert "'12345'" in invalid["reason"]
+
+
+def test_a_slow_pipe_does_not_hold_up_the_chunks_already_read(served: Served) -> None:
+    """Rows arriving slowly on a pipe: a whole chunk is sent and accepted while the command
+    still waits for the next rows (it reads them in a worker thread)."""
+    argv = ["send", "batch", "-", "--format", "csv", "--result", "out.jsonl", *SMS]
+    command = [sys.executable, "-m", "hyber_async.cli", *argv, "--chunk-size", "2"]
+    with subprocess.Popen(
+        command, env=served.env, cwd=served.cwd, stdin=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdin is not None
+        process.stdin.write("phone_number,extra_id,text\n380961111111,a,Hi\n380961111112,b,Hi\n")
+        process.stdin.flush()
+        waited = 0
+        while served.emulator.ledger.accepted < 2 and waited < 300:
+            time.sleep(0.1)  # bounded wait: the first chunk, while the pipe stays open
+            waited += 1
+        assert served.emulator.ledger.counts() == {"a": 1, "b": 1}
+        process.stdin.write("380961111113,c,Hi\n")
+        process.stdin.close()
+        assert process.wait(timeout=60) == 0
+    assert served.emulator.ledger.counts() == {"a": 1, "b": 1, "c": 1}

@@ -34,8 +34,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
+import queue
 import sys
+import threading
+from collections.abc import AsyncIterator, Iterable
 from typing import IO, Any, Final
 
 import anyio
@@ -43,7 +47,7 @@ import attrs
 import orjson
 
 from .._client import HyberClient
-from .._codec import Envelope
+from .._codec import Envelope, Wire
 from .._errors import HyberError
 from .._send_report import Outcome, Progress, SendReport
 from .._sender import DEFAULT_CONCURRENCY, paced_chunk_size
@@ -767,7 +771,7 @@ def _send(
                 async with client:
                     await send(
                         envelope.campaign,
-                        stream,
+                        _in_thread(stream, stream.whole) if reader.is_pipe else stream,
                         chunk_size=args.chunk_size,
                         concurrency=args.concurrency,
                         max_rate=args.max_rate,
@@ -813,6 +817,39 @@ def _send(
     elif summary["exit_code"] == EXIT_SERVER:
         error("send", f"nothing was accepted: {_first_reason(report)}")
     return int(summary["exit_code"])
+
+
+_PIPE_POLL: Final = 0.01
+"""Seconds between looks for the next block of a pipe's rows while none is ready."""
+
+
+async def _in_thread(items: Iterable[Wire], block: int) -> AsyncIterator[Wire]:
+    """``items`` read ``block`` at a time in a daemon thread: waiting on a pipe for its next
+    rows never holds up the requests in flight, and Ctrl-C never waits for the pipe."""
+    blocks: queue.Queue[list[Wire] | BaseException] = queue.Queue(maxsize=2)
+
+    def read() -> None:
+        iterator = iter(items)
+        try:
+            while rows := list(itertools.islice(iterator, block)):
+                blocks.put(rows)
+            blocks.put([])
+        except BaseException as exc:  # handed to the reading side, which raises it
+            blocks.put(exc)
+
+    threading.Thread(target=read, name="hyber-async pipe reader", daemon=True).start()
+    while True:
+        try:
+            rows = blocks.get_nowait()
+        except queue.Empty:
+            await anyio.sleep(_PIPE_POLL)
+            continue
+        if isinstance(rows, BaseException):
+            raise rows
+        if not rows:
+            return
+        for row in rows:
+            yield row
 
 
 def _first_reason(report: SendReport) -> str:
