@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -336,23 +337,38 @@ def test_a_semicolon_cp1251_file_with_written_phones_is_sent_once(served: Served
     assert "'12345'" in invalid["reason"]
 
 
-def test_a_slow_pipe_does_not_hold_up_the_chunks_already_read(served: Served) -> None:
-    """Rows arriving slowly on a pipe: a whole chunk is sent and accepted while the command
-    still waits for the next rows (it reads them in a worker thread)."""
+def test_a_slow_pipe_interrupted_then_resumed_sends_each_row_once(served: Served) -> None:
+    """Rows arriving slowly on a pipe: a whole chunk is accepted while the command still waits
+    for more (the pipe is read in a thread). Ctrl-C then: exit 130, and the message says to run
+    the same command again; doing so with the whole input sends only the rest, and the result
+    file accounts for every row of both runs."""
     argv = ["send", "batch", "-", "--format", "csv", "--result", "out.jsonl", *SMS]
-    command = [sys.executable, "-m", "hyber_async.cli", *argv, "--chunk-size", "2"]
+    argv += ["--chunk-size", "2"]
+    rows = "phone_number,extra_id,text\n380961111111,a,Hi\n380961111112,b,Hi\n"
+    command = [sys.executable, "-m", "hyber_async.cli", *argv]
     with subprocess.Popen(
-        command, env=served.env, cwd=served.cwd, stdin=subprocess.PIPE, text=True
+        command,
+        env=served.env,
+        cwd=served.cwd,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     ) as process:
         assert process.stdin is not None
-        process.stdin.write("phone_number,extra_id,text\n380961111111,a,Hi\n380961111112,b,Hi\n")
+        process.stdin.write(rows)
         process.stdin.flush()
         waited = 0
         while served.emulator.ledger.accepted < 2 and waited < 300:
             time.sleep(0.1)  # bounded wait: the first chunk, while the pipe stays open
             waited += 1
         assert served.emulator.ledger.counts() == {"a": 1, "b": 1}
-        process.stdin.write("380961111113,c,Hi\n")
-        process.stdin.close()
-        assert process.wait(timeout=60) == 0
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "interrupted: nothing more was read or sent; to send the rest, run the same " in out
+    again = served.run(*argv, stdin=rows + "380961111113,c,Hi\n")
+    assert again.returncode == 0, again.stderr
     assert served.emulator.ledger.counts() == {"a": 1, "b": 1, "c": 1}
+    result = records(served.cwd / "out.jsonl")
+    jobs = sorted((r["first_line"], r["last_line"]) for r in result if r["record"] == "job")
+    assert jobs == [(2, 3), (4, 4)]
