@@ -6,7 +6,14 @@ through the 50,000-per-request limit, and account for every one of them.
 
 from ._client import HyberClient
 from ._codec import converter
-from ._config import DEFAULT_RETRY, DEFAULT_TIMEOUTS, RetryPolicy, Timeouts
+from ._config import (
+    DEFAULT_ANSWER_LIMITS,
+    DEFAULT_RETRY,
+    DEFAULT_TIMEOUTS,
+    AnswerLimits,
+    RetryPolicy,
+    Timeouts,
+)
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -25,20 +32,26 @@ from ._errors import (
     ValidationError,
 )
 from ._models import (
+    AdvancedDeliveryReport,
     BatchRequest,
     BroadcastRequest,
     Campaign,
     Channel,
     ChannelOptions,
+    ChannelTtl,
     DeliveryReport,
     ErrorCode,
     HyberStatus,
     JobAccepted,
     JobStatus,
     Message,
+    MessageAccepted,
+    MessageRequest,
     MessageResult,
     MessageStatus,
+    PushOptions,
     Recipient,
+    SimpleDeliveryReport,
     SmsOptions,
     Status,
     SyncResult,
@@ -54,7 +67,14 @@ from ._poller import (
     poll_jobs,
     wait_for_jobs,
 )
-from ._reports import DeliveryReportReceiver, parse_delivery_reports
+from ._reports import (
+    DeliveryReportReceiver,
+    InvalidItem,
+    UserReply,
+    UserReplyReceiver,
+    parse_delivery_reports,
+    parse_user_replies,
+)
 from ._send_report import (
     ChunkRecord,
     ChunkState,
@@ -69,10 +89,13 @@ from ._validation import MAX_ITEMS
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_ANSWER_LIMITS",
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUTS",
     "MAX_ITEMS",
     "APIError",
+    "AdvancedDeliveryReport",
+    "AnswerLimits",
     "AuthenticationError",
     "BadRequestError",
     "BatchRequest",
@@ -81,6 +104,7 @@ __all__ = [
     "CampaignSummary",
     "Channel",
     "ChannelOptions",
+    "ChannelTtl",
     "ChunkRecord",
     "ChunkState",
     "Counts",
@@ -90,12 +114,15 @@ __all__ = [
     "HyberClient",
     "HyberError",
     "HyberStatus",
+    "InvalidItem",
     "JobAccepted",
     "JobPoller",
     "JobRef",
     "JobStatus",
     "JobUpdate",
     "Message",
+    "MessageAccepted",
+    "MessageRequest",
     "MessageResult",
     "MessageStatus",
     "NotFoundError",
@@ -107,6 +134,7 @@ __all__ = [
     "PollDeadlineError",
     "Problem",
     "Progress",
+    "PushOptions",
     "RateLimitError",
     "Recipient",
     "RecipientOutcome",
@@ -114,17 +142,21 @@ __all__ = [
     "RetryPolicy",
     "SendReport",
     "ServerError",
+    "SimpleDeliveryReport",
     "SmsOptions",
     "Status",
     "SyncResult",
     "Timeouts",
     "UnexpectedResponseError",
+    "UserReply",
+    "UserReplyReceiver",
     "ValidationError",
     "ViberOptions",
     "WhatsAppOptions",
     "__version__",
     "converter",
     "parse_delivery_reports",
+    "parse_user_replies",
     "poll_jobs",
     "wait_for_jobs",
 ]

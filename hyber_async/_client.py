@@ -1,32 +1,39 @@
-"""``HyberClient``: one pooled ``httpx.AsyncClient`` and the five endpoints of the API."""
+"""``HyberClient``: one pooled ``httpx.AsyncClient`` and the endpoints of the API."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import os
 import re
-from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, cast, overload
 from urllib.parse import quote
 
 import anyio
+import attrs
 import httpx
+import orjson
 
-from ._codec import Envelope, decode_answer, to_wire_items
+from ._codec import Envelope, converter, decode_answer, match_sync_results, to_wire_items
 from ._config import (
+    DEFAULT_ANSWER_LIMITS,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_RETRY,
     DEFAULT_TIMEOUTS,
     DR_SITE_URL,
+    MESSAGE_SITE_URL,
     SITE_URL,
+    AnswerLimits,
     RetryPolicy,
     Timeouts,
 )
 from ._errors import (
     APIError,
     HyberError,
+    NotFoundError,
     OutcomeUnknownError,
     Problem,
     UnexpectedResponseError,
@@ -35,14 +42,17 @@ from ._errors import (
     translate_transport_error,
 )
 from ._models import (
+    AdvancedDeliveryReport,
     BatchRequest,
     BroadcastRequest,
     Campaign,
-    DeliveryReport,
     JobAccepted,
     JobStatus,
     Message,
+    MessageAccepted,
+    MessageRequest,
     Recipient,
+    SimpleDeliveryReport,
     SyncResult,
 )
 from ._poller import (
@@ -53,10 +63,10 @@ from ._poller import (
     poll_jobs,
     wait_for_jobs,
 )
-from ._reconcile import reconcile
+from ._reconcile import NO_DR_HOST, reconcile
 from ._send_report import SendReport
 from ._sender import DEFAULT_CONCURRENCY, OnInvalid, ProgressCallback, stream
-from ._validation import MAX_ITEMS, Kind, check_items
+from ._validation import MAX_ITEMS, Kind, check_items, check_message
 from .journal import Journal
 
 __all__ = ["HyberClient"]
@@ -68,19 +78,59 @@ _JOB_ID = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*")
 """A job id is one path segment of unreserved URL characters (the API issues UUIDs)."""
 BatchItem = Message | Mapping[str, Any]
 BroadcastItem = Recipient | Mapping[str, Any]
+Detail = Literal["simple", "advanced"]
+"""The two forms of a delivery-report lookup."""
 
 
-class _Credentials:
-    """The Basic-auth header, kept out of every repr."""
+class _Secret:
+    """A password held where a traceback's locals, a repr or a str cannot show it."""
 
-    __slots__ = ("header",)
+    __slots__ = ("_value",)
 
-    def __init__(self, login: str, password: str) -> None:
-        token = base64.b64encode(f"{login}:{password}".encode()).decode("ascii")
-        self.header = f"Basic {token}"
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The password itself."""
+        return self._value
 
     def __repr__(self) -> str:
-        return "_Credentials([redacted])"
+        return "_Secret([redacted])"
+
+    __str__ = __repr__
+
+
+class _BasicAuth(httpx.Auth):
+    """Basic authentication that holds its header only here and adds it only inside httpx's
+    auth flow, to a request whose headers httpx redacts in every repr: no frame of the client
+    holds the password or the token in a local, and reprs of this object redact both.
+
+    Below httpx, httpcore and h11 hold the header in forms that do not redact (the raw header
+    list, h11's request event), but only in the frames that write the request head, and
+    httpcore does not raise from there: a write failure surfaces as the read failure after it,
+    from frames that hold neither (tests/test_traceback_locals.py renders each case).
+    """
+
+    __slots__ = ("_header",)
+
+    def __init__(self, login: str, password: _Secret) -> None:
+        self._header = _Secret(
+            "Basic " + base64.b64encode(f"{login}:{password.reveal()}".encode()).decode("ascii")
+        )
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Add the ``Authorization`` header to ``request``."""
+        request.headers["Authorization"] = self._header.reveal()
+        yield request
+
+    def __repr__(self) -> str:
+        return "_BasicAuth([redacted])"
+
+    __str__ = __repr__
+
+
+_JOB_ID_MAX = 256
+"""The longest job id ``get_status`` takes (the API issues 36-character UUIDs)."""
 
 
 def _setting(value: str | None, env: str, name: str) -> str:
@@ -110,14 +160,34 @@ def _base_url(site: str | None, base_url: str | None) -> httpx.URL:
     return url
 
 
+def _host(
+    name: str, given: str | None, site: str | None, site_url: str, env: str | None
+) -> httpx.URL | None:
+    """The base URL of another Hyber host (the setting ``name``): ``given``, else the
+    ``site``'s, else ``$env``; a bad one is a ``ValidationError`` naming ``name``."""
+    if given is None and site is not None:
+        return httpx.URL(site_url.format(site=site))
+    if given is None and env is not None:
+        given = os.environ.get(env) or None
+    if given is None:
+        return None
+    try:
+        return _base_url(None, given)
+    except ValidationError as error:
+        problems = [attrs.evolve(p, field=name) for p in error.problems]
+        raise ValidationError(problems) from None
+
+
 class HyberClient:
     """An async client of the Hyber JSON V2 mass-messaging API.
 
     Use it as an async context manager; it owns one pooled ``httpx.AsyncClient`` (or uses the
     ``http_client`` you pass, and leaves it open). ``client_id``, ``login``, ``password`` and
     ``base_url`` fall back to ``$HYBER_CLIENT_ID``, ``$HYBER_LOGIN``, ``$HYBER_PASSWORD`` and
-    ``$HYBER_BASE_URL``; ``site="eu"`` means ``https://proxy-eu.hyber.im`` (and
-    ``https://dr-v2-eu.hyber.im`` for delivery-report lookups, ``dr_base_url=`` to override).
+    ``$HYBER_BASE_URL``; ``site="eu"`` means ``https://proxy-eu.hyber.im`` for the mass
+    endpoints, ``https://dr-v2-eu.hyber.im`` for delivery-report lookups (``dr_base_url=``
+    or ``$HYBER_DR_BASE_URL`` otherwise) and ``https://api-v2-eu.hyber.im`` for single messages
+    (``message_base_url=`` otherwise; ``base_url`` by default).
 
     Every method validates its input before sending (``ValidationError``), bounds the whole call
     by ``timeouts.total`` and retries by ``retry``; see ``RetryPolicy`` for what is resent.
@@ -136,22 +206,36 @@ class HyberClient:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         http_client: httpx.AsyncClient | None = None,
         dr_base_url: str | None = None,
+        answer_limits: AnswerLimits = DEFAULT_ANSWER_LIMITS,
+        message_base_url: str | None = None,
     ) -> None:
+        secret = None if password is None else _Secret(password)
+        del password  # from here on only redacting holders show in a traceback's locals
         self.client_id: str = _setting(client_id, "HYBER_CLIENT_ID", "client_id")
         self.login: str = _setting(login, "HYBER_LOGIN", "login")
-        self._credentials = _Credentials(
-            self.login, _setting(password, "HYBER_PASSWORD", "password")
+        self._auth = _BasicAuth(
+            self.login,
+            _Secret(
+                _setting(None if secret is None else secret.reveal(), "HYBER_PASSWORD", "password")
+            ),
         )
         self.base_url: httpx.URL = _base_url(site, base_url)
-        self.dr_base_url: httpx.URL = self.base_url
-        """Where the delivery-report lookups go: ``https://dr-v2-{site}.hyber.im`` for a
-        ``site``, else ``base_url`` (the emulator serves both)."""
-        if dr_base_url is not None:
-            self.dr_base_url = _base_url(None, dr_base_url)
-        elif site is not None:
-            self.dr_base_url = httpx.URL(DR_SITE_URL.format(site=site))
+        self.dr_base_url: httpx.URL | None = _host(
+            "dr_base_url", dr_base_url, site, DR_SITE_URL, "HYBER_DR_BASE_URL"
+        )
+        """Where the delivery-report lookups go: ``dr_base_url``, else
+        ``https://dr-v2-{site}.hyber.im`` for a ``site``, else ``$HYBER_DR_BASE_URL``. Never
+        ``base_url``: without one of these, lookups and ``reconcile`` raise ``ValidationError``."""
+        self.message_base_url: httpx.URL = (
+            _host("message_base_url", message_base_url, site, MESSAGE_SITE_URL, None)
+            or self.base_url
+        )
+        """Where ``send_message`` goes: ``message_base_url``, else
+        ``https://api-v2-{site}.hyber.im`` for a ``site``, else ``base_url``."""
         self.timeouts = timeouts
         self.retry = retry
+        self.answer_limits = answer_limits
+        """How much of an answer is read at most (see ``AnswerLimits``)."""
         self.max_connections = max_connections
         """Requests this client keeps in flight at most (the size of its connection pool)."""
         self._owns_http = http_client is None
@@ -163,9 +247,12 @@ class HyberClient:
         )
 
     def __repr__(self) -> str:
+        # getattr: a client whose constructor failed half-way still has a repr
+        base_url = getattr(self, "base_url", None)
         return (
-            f"HyberClient(client_id={self.client_id!r}, login={self.login!r}, "
-            f"base_url={str(self.base_url)!r})"
+            f"HyberClient(client_id={getattr(self, 'client_id', None)!r}, "
+            f"login={getattr(self, 'login', None)!r}, "
+            f"base_url={None if base_url is None else str(base_url)!r})"
         )
 
     async def __aenter__(self) -> HyberClient:
@@ -183,6 +270,11 @@ class HyberClient:
         """Close the connection pool, unless it was passed in by the caller."""
         if self._owns_http:
             await self._http.aclose()
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the connection pool is closed: a request then fails before it leaves."""
+        return self._http.is_closed
 
     # --- the five endpoints -----------------------------------------------------------------
 
@@ -216,8 +308,11 @@ class HyberClient:
 
     async def get_status(self, job_id: str) -> JobStatus:
         """The status report of every message of a job."""
-        if _JOB_ID.fullmatch(job_id) is None:
-            raise ValidationError([Problem("job_id", f"must be a job id, got {job_id!r}")])
+        if not isinstance(job_id, str) or _JOB_ID.fullmatch(job_id) is None:
+            raise ValidationError([Problem("job_id", f"must be a job id, got {job_id!r:.80}")])
+        if len(job_id) > _JOB_ID_MAX:
+            message = f"must be at most {_JOB_ID_MAX} characters, got {len(job_id)}"
+            raise ValidationError([Problem("job_id", message)])
         response = await self.request("GET", f"status/{job_id}")
         return decode_answer(response, JobStatus)
 
@@ -294,6 +389,10 @@ class HyberClient:
         nothing raises for a failed chunk: the returned ``SendReport`` partitions the input into
         ``ACCEPTED``, ``REJECTED``, ``NOT_SENT`` and ``UNKNOWN``. A chunk is resent only when it
         provably did not reach the server or was refused (see ``RetryPolicy``).
+
+        A failure that is not a chunk's own (the input raises, the client is closed, the journal
+        refuses the input or cannot be written: ``JournalWriteError``) stops reading; it is
+        raised once the chunks in flight have settled, ``report`` partitioning what was read.
         """
         return await stream(
             self,
@@ -381,32 +480,109 @@ class HyberClient:
         if problems:
             raise ValidationError(problems)
         extra_ids = tuple(i["extra_id"] for i in wire if i.get("extra_id") is not None)
-        response = await self.request("POST", path, envelope.body(wire), extra_ids)
+        response = await self.request("POST", path, envelope.body(wire), extra_ids, items=len(wire))
         try:
-            return decode_answer(response, answer)
+            result = decode_answer(response, answer)
+            if isinstance(result, SyncResult):
+                return cast(T, _in_request_order(response, result, wire))
+            return result
         except UnexpectedResponseError as exc:
             raise _with_extra_ids(exc, extra_ids) from None
 
+    @overload
     async def get_delivery_report(
-        self, *, message_id: str | None = None, extra_id: str | None = None
-    ) -> DeliveryReport | None:
-        """The delivery report of one message, looked up by ``message_id`` or by your
-        ``extra_id`` (the DR lookup of the fuller GMS API); ``None`` when the server knows no
-        such message. A message that is not final yet has ``status`` -1."""
+        self,
+        *,
+        message_id: str | None = None,
+        extra_id: str | None = None,
+        detail: Literal["simple"] = "simple",
+    ) -> SimpleDeliveryReport | None: ...
+
+    @overload
+    async def get_delivery_report(
+        self,
+        *,
+        message_id: str | None = None,
+        extra_id: str | None = None,
+        detail: Literal["advanced"],
+    ) -> AdvancedDeliveryReport | None: ...
+
+    async def get_delivery_report(
+        self,
+        *,
+        message_id: str | None = None,
+        extra_id: str | None = None,
+        detail: Detail = "simple",
+    ) -> SimpleDeliveryReport | AdvancedDeliveryReport | None:
+        """The delivery report of one message, looked up on ``dr_base_url`` by ``message_id``
+        or by your ``extra_id``: a ``SimpleDeliveryReport`` (``detail="simple"``) or an
+        ``AdvancedDeliveryReport`` with a report per channel tried (``detail="advanced"``).
+        A message not final yet has ``status`` -1.
+
+        ``None`` only for the not-found answer: a 404 whose body is the API's error object
+        (``{"error_code": int, "error_text": str}``). Any other answer that is not the
+        documented shape (an HTML 404 page, another service's error) raises
+        (``NotFoundError``, ``UnexpectedResponseError``): it proves nothing. Without a
+        ``dr_base_url`` (or ``site``) it raises ``ValidationError`` and sends nothing.
+        """
         if (message_id is None) == (extra_id is None):
             raise TypeError("give exactly one of message_id= and extra_id=")
-        path = (
-            f"api/dr/{quote(message_id, safe='')}/simple"
+        if detail not in ("simple", "advanced"):
+            problem = Problem("detail", f"must be 'simple' or 'advanced', got {detail!r}")
+            raise ValidationError([problem])
+        if self.dr_base_url is None:
+            raise ValidationError([NO_DR_HOST])
+        key = (
+            quote(message_id, safe="")
             if message_id is not None
-            else f"api/dr/external/{quote(str(extra_id), safe='')}/simple"
+            else f"external/{quote(str(extra_id), safe='')}"
         )
         try:
-            response = await self.request("GET", path, base=self.dr_base_url)
-        except APIError as error:
-            if error.status_code == 404:
+            response = await self.request("GET", f"api/dr/{key}/{detail}", base=self.dr_base_url)
+        except NotFoundError as error:
+            if error.error_code is not None and error.error_text is not None:
                 return None
             raise
-        return decode_answer(response, DeliveryReport)
+        if detail == "simple":
+            return decode_answer(response, SimpleDeliveryReport)
+        return decode_answer(response, AdvancedDeliveryReport)
+
+    async def send_message(
+        self,
+        campaign: Campaign | MessageRequest,
+        phone_number: int | None = None,
+        *,
+        extra_id: str | None = None,
+    ) -> MessageAccepted:
+        """Send one message to ``phone_number`` through the single-message endpoint (on
+        ``message_base_url``); returns its ``message_id``.
+
+        ``campaign`` carries the channels and their options, each channel's text in its
+        options (as for a broadcast; ``%key%`` is sent as written). Pass a ``Campaign`` with
+        ``phone_number`` (and ``extra_id``), or one ``MessageRequest``. The request is
+        validated before sending (``ValidationError``) and resent only when it provably was
+        not processed, as every POST (see ``RetryPolicy``).
+        """
+        if isinstance(campaign, MessageRequest):
+            if phone_number is not None or extra_id is not None:
+                raise TypeError("pass a Campaign and phone_number, or one MessageRequest")
+            request = campaign
+        elif phone_number is None:
+            raise TypeError("phone_number is required")
+        else:
+            request = MessageRequest(campaign, phone_number, extra_id)
+        Envelope(request.campaign, Kind.BROADCAST)  # start_time is checked before it is written
+        wire = converter.unstructure(request)
+        problems = check_message(wire)
+        if problems:
+            raise ValidationError(problems)
+        extra_ids = () if request.extra_id is None else (request.extra_id,)
+        body = orjson.dumps(wire)
+        response = await self.request("POST", "", body, extra_ids, base=self.message_base_url)
+        try:
+            return decode_answer(response, MessageAccepted)
+        except UnexpectedResponseError as exc:
+            raise _with_extra_ids(exc, extra_ids) from None
 
     async def reconcile(
         self, report: SendReport, *, resend: bool = False, journal: Journal | None = None
@@ -417,6 +593,11 @@ class HyberClient:
         they are sent again (once: a request is atomic, so a chunk is probed by its first and
         last recipient, and looked up one by one only when those two disagree). Pass the
         send's ``journal`` to record the outcome. Returns ``report``, updated in place.
+
+        The lookups go to ``dr_base_url`` (see ``get_delivery_report``): without one it raises
+        ``ValidationError`` before looking anything up; a lookup answer that is neither a report
+        nor the not-found answer raises as itself, and the chunks not resolved yet stay
+        ``UNKNOWN``.
 
         "Not found" proves nothing while the server may still be processing the request: a
         request can be accepted after its sender timed out or died. Reconcile, and above all
@@ -432,20 +613,28 @@ class HyberClient:
         extra_ids: Sequence[str] = (),
         *,
         base: httpx.URL | None = None,
+        items: int = MAX_ITEMS,
     ) -> httpx.Response:
         """Send one request to ``path`` (relative to ``{base}/{client_id}/``, ``base`` being
-        ``base_url`` by default) with retries.
+        ``base_url`` by default; ``""`` is ``{base}/{client_id}`` itself) with retries.
 
         Returns a successful response or raises: ``APIError`` for an error answer,
         ``NotSentError`` when the request never left, ``OutcomeUnknownError`` (carrying
         ``extra_ids``) when it may have been processed. The whole call, retries included,
-        ends within ``timeouts.total`` seconds.
+        ends within ``timeouts.total`` seconds. Of the answer at most
+        ``answer_limits.for_items(items)`` bytes are read (``items``: the request's item count,
+        or what its answer may list); a longer success answer is an
+        ``UnexpectedResponseError``.
         """
         base = base or self.base_url
-        url = base.copy_with(path=f"{base.path.rstrip('/')}/{self.client_id}/{path}")
-        headers = {"Authorization": self._credentials.header}
-        if content is not None:
-            headers["Content-Type"] = "application/json"
+        try:
+            url = base.copy_with(
+                path=f"{base.path.rstrip('/')}/{self.client_id}/{path}".rstrip("/")
+            )
+        except httpx.InvalidURL as exc:
+            raise ValidationError([Problem("path", f"cannot be sent: {exc}")]) from None
+        headers = {"Content-Type": "application/json"} if content is not None else None
+        limit = self.answer_limits.for_items(items)
         attempt = 0
         in_flight = False
         last_error: HyberError | None = None
@@ -455,10 +644,10 @@ class HyberClient:
                     attempt += 1
                     in_flight = True
                     try:
-                        response = await self._http.request(
+                        request = self._http.build_request(
                             method, url, content=content, headers=headers
                         )
-                        _release_stream(response)
+                        response, whole = await self._read(request, limit)
                     except httpx.RequestError as exc:
                         last_error = translate_transport_error(exc)
                         last_error.__cause__ = exc
@@ -470,8 +659,15 @@ class HyberClient:
                             last_error = exc
                             retry_after = exc.retry_after
                         else:
-                            logger.debug("%s %s -> %s", method, url.path, response.status_code)
-                            return response
+                            if whole:
+                                logger.debug("%s %s -> %s", method, url.path, response.status_code)
+                                return response
+                            last_error = UnexpectedResponseError(
+                                response,
+                                detail=f"the answer is longer than the {limit} bytes "
+                                f"allowed for {items} items; the rest was not read",
+                            )
+                            retry_after = None
                     in_flight = False
                     logger.debug("%s %s attempt %d: %s", method, url.path, attempt, last_error)
                     if attempt >= self.retry.max_attempts or not self.retry.retries(
@@ -487,6 +683,79 @@ class HyberClient:
                 )
                 raise _with_extra_ids(deadline, extra_ids) from None
             raise _with_extra_ids(last_error, extra_ids) from last_error.__cause__
+
+    async def _read(self, request: httpx.Request, limit: int) -> tuple[httpx.Response, bool]:
+        """Send ``request`` and read its answer: the answer, and whether it was read whole.
+
+        Of a success at most ``limit`` bytes are read (none when its ``Content-Length``
+        already exceeds it); of an error at most ``answer_limits.base_bytes``. Of an answer not
+        read whole, at most its first ``base_bytes`` are kept.
+        """
+        streamed = await self._http.send(request, auth=self._auth, stream=True)
+        success = 200 <= streamed.status_code < 300
+        if not success:
+            limit = self.answer_limits.base_bytes
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            if not success or _declared_length(streamed) <= limit:
+                # Leaving httpx's chain of async generators before its end makes trio warn
+                # (ResourceWarning) that the inner ones were collected unexhausted; it closes
+                # them all the same.
+                generator = cast(AsyncGenerator[bytes, None], streamed.aiter_bytes())
+                async with contextlib.aclosing(generator) as parts:
+                    async for chunk in parts:
+                        chunks.append(chunk)
+                        size += len(chunk)
+                        if size > limit:
+                            break
+            else:
+                size = limit + 1
+        finally:
+            await streamed.aclose()
+            _release_stream(streamed)
+        whole = size <= limit
+        body = b"".join(chunks)
+        if not whole:
+            body = body[: self.answer_limits.base_bytes]
+        headers = [
+            (name, value)
+            for name, value in streamed.headers.multi_items()
+            if name not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        kept = ("http_version", "reason_phrase")
+        response = httpx.Response(
+            streamed.status_code,
+            headers=headers,
+            content=body,
+            request=streamed.request,
+            extensions={k: v for k, v in streamed.extensions.items() if k in kept},
+        )
+        return response, whole
+
+
+def _declared_length(response: httpx.Response) -> int:
+    """The body length ``response`` declares before any decoding, or 0 when it declares none
+    (or a compressed one: its decoded length is unknown)."""
+    declared = response.headers.get("content-length", "")
+    if "content-encoding" in response.headers or not declared.isdigit():
+        return 0
+    return int(declared)
+
+
+def _in_request_order(
+    response: httpx.Response, answer: SyncResult, wire: Sequence[Mapping[str, Any]]
+) -> SyncResult:
+    """``answer`` with one result per sent item, in request order; ``UnexpectedResponseError``
+    when it does not name each item's result unambiguously (see ``match_sync_results``)."""
+    matched = match_sync_results(answer, [item.get("extra_id") for item in wire])
+    if len(answer.messages) != len(wire) or None in matched:
+        detail = (
+            f"the sync answer holds {len(answer.messages)} results for {len(wire)} items, "
+            "not one per item by extra_id"
+        )
+        raise UnexpectedResponseError(response, detail=detail)
+    return SyncResult(tuple(r for r in matched if r is not None))
 
 
 def _release_stream(response: httpx.Response) -> None:

@@ -11,9 +11,11 @@ import httpx
 from ._errors import HyberError, NotSentError, OutcomeUnknownError, RateLimitError, ServerError
 
 __all__ = [
+    "DEFAULT_ANSWER_LIMITS",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUTS",
+    "AnswerLimits",
     "RetryPolicy",
     "Timeouts",
 ]
@@ -27,6 +29,9 @@ SITE_URL: Final = "https://proxy-{site}.hyber.im"
 
 DR_SITE_URL: Final = "https://dr-v2-{site}.hyber.im"
 """Base URL of the delivery-report lookups for a Hyber ``site``."""
+
+MESSAGE_SITE_URL: Final = "https://api-v2-{site}.hyber.im"
+"""Base URL of the single-message endpoint for a Hyber ``site``."""
 
 
 @attrs.frozen
@@ -101,3 +106,32 @@ class RetryPolicy:
 
 DEFAULT_RETRY: Final = RetryPolicy()
 """The retry policy a ``HyberClient`` uses unless given another (``RetryPolicy``'s defaults)."""
+
+
+def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if type(value) is not int or value < 1:
+        raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
+
+
+@attrs.frozen
+class AnswerLimits:
+    """How much of an answer body the client reads at most; the rest is never read.
+
+    A success answer may hold ``base_bytes`` plus ``bytes_per_item`` for each item of the
+    request (a sync answer of 50,000 items takes about 7 MB; a status report, whose item count
+    is not known in advance, is allowed the 50,000 items a job holds at most). A longer
+    success answer is an ``UnexpectedResponseError``: the request may have been processed, but
+    its answer is not the documented one. Of an error answer (and of a success answer too long
+    to read) at most ``base_bytes`` are read and kept on the error.
+    """
+
+    base_bytes: int = attrs.field(default=64 * 1024, validator=_positive)
+    bytes_per_item: int = attrs.field(default=1024, validator=_positive)
+
+    def for_items(self, items: int) -> int:
+        """The most bytes read of a success answer to a request of ``items`` items."""
+        return self.base_bytes + self.bytes_per_item * items
+
+
+DEFAULT_ANSWER_LIMITS: Final = AnswerLimits()
+"""The answer limits a ``HyberClient`` uses unless given others (``AnswerLimits``' defaults)."""

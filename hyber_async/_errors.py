@@ -9,6 +9,7 @@
     │   │                                  writing, deadline during the request, 5xx)
     │   ├── ServerError (also APIError)    5xx
     │   └── UnexpectedResponseError        a success answer whose body cannot be read
+    │                                      (wrong types, unattributable, too long)
     ├── APIError                           the server answered with an error
     │   ├── BadRequestError                400, 422, or an error body on 200
     │   ├── AuthenticationError            401
@@ -19,6 +20,11 @@
     │   ├── ServerError                    5xx (``retry_after``)
     │   └── UnexpectedResponseError (also OutcomeUnknownError)
     ├── ReportParseError (also ValueError) a malformed delivery report
+    ├── JournalError (in journal)
+    │   ├── JournalMismatchError (also ValueError)  the journal refuses the run: nothing sent
+    │   │   ├── JournalLockedError         another run holds the journal
+    │   │   └── JournalNotFoundError       ``create=False`` and nothing to resume
+    │   └── JournalWriteError              the journal cannot be written: the send stopped
     └── PollDeadlineError (also TimeoutError, in _poller) jobs still pending at the deadline
 
 The API has no idempotency key, so the distinction between ``NotSentError`` and
@@ -127,7 +133,15 @@ def redacted_request(request: httpx.Request) -> httpx.Request:
 class APIError(HyberError):
     """The server answered with an error status or an ``{error_code, error_text}`` body."""
 
-    def __init__(self, response: httpx.Response, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        response: httpx.Response,
+        *,
+        retry_after: float | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """The error ``response`` stands for; ``detail`` says what is wrong with it, when its
+        status and body do not."""
         self.request: httpx.Request = redacted_request(response.request)
         self.response: httpx.Response = httpx.Response(
             response.status_code,
@@ -140,7 +154,7 @@ class APIError(HyberError):
         self.error_code: int | None
         self.error_text: str | None
         self.error_code, self.error_text = error_body(response.content)
-        detail = self.error_text or response.reason_phrase or "error"
+        detail = detail or self.error_text or response.reason_phrase or "error"
         code = "" if self.error_code is None else f" [error_code {self.error_code}]"
         super().__init__(
             f"{self.request.method} {self.request.url.path} -> HTTP {self.status_code}{code}: "
@@ -177,8 +191,10 @@ class ServerError(APIError, OutcomeUnknownError):
 
 
 class UnexpectedResponseError(APIError, OutcomeUnknownError):
-    """A success status whose body is not the documented answer: the request may have been
-    processed, but what it produced (a job id, message ids) cannot be read."""
+    """A success status whose body is not the documented answer (a value of the wrong type, a
+    sync answer that does not name each item once, a body longer than ``AnswerLimits``): the
+    request may have been processed, but what it produced (a job id, message ids) cannot be
+    read."""
 
 
 class ReportParseError(HyberError, ValueError):

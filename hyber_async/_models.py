@@ -10,7 +10,9 @@ item with its own text), ``Recipient`` (one broadcast item with its own ``%key%`
 ``BatchRequest`` / ``BroadcastRequest`` (envelope plus items, i.e. one request body).
 
 Responses: ``JobAccepted`` (async endpoints), ``SyncResult`` of ``MessageResult`` (sync endpoints),
-``JobStatus`` of ``MessageStatus`` (status endpoint), ``DeliveryReport`` (callbacks).
+``JobStatus`` of ``MessageStatus`` (status endpoint), ``DeliveryReport`` (callbacks),
+``SimpleDeliveryReport`` and ``AdvancedDeliveryReport`` (the delivery-report lookups),
+``MessageAccepted`` (the single-message endpoint, whose request is ``MessageRequest``).
 
 Status codes are open integers: unknown values pass through untouched. The known ones are named
 in ``Status``, ``HyberStatus`` and ``ErrorCode``.
@@ -29,20 +31,26 @@ from ._errors import Problem, ValidationError
 from ._validation import unknown_channel
 
 __all__ = [
+    "AdvancedDeliveryReport",
     "BatchRequest",
     "BroadcastRequest",
     "Campaign",
     "Channel",
     "ChannelOptions",
+    "ChannelTtl",
     "DeliveryReport",
     "ErrorCode",
     "HyberStatus",
     "JobAccepted",
     "JobStatus",
     "Message",
+    "MessageAccepted",
+    "MessageRequest",
     "MessageResult",
     "MessageStatus",
+    "PushOptions",
     "Recipient",
+    "SimpleDeliveryReport",
     "SmsOptions",
     "Status",
     "SyncResult",
@@ -61,6 +69,7 @@ class Channel(str, enum.Enum):
     VIBER = "viber"
     SMS = "sms"
     WHATSAPP = "whatsapp"
+    PUSH = "push"
 
     def __str__(self) -> str:
         return self.value
@@ -112,6 +121,13 @@ class ViberOptions:
     file_name: str | None = None
     ctr: bool | None = None
     """Rewrite links and count clicks."""
+    thumbnail: str | None = None
+    """A video's preview image (URL). A video message gives ``thumbnail``, ``file_size``,
+    ``duration`` and the video's URL in ``action``, all four."""
+    file_size: int | None = None
+    """A video's size in megabytes (1..200)."""
+    duration: int | None = None
+    """A video's length in seconds (1..600)."""
 
 
 @attrs.frozen
@@ -145,12 +161,32 @@ class WhatsAppOptions:
 
 
 @attrs.frozen
+class PushOptions:
+    """Options of the push channel. ``ttl`` (seconds, 30..86400) and ``title`` (<= 20 chars)
+    are required; so is ``text`` (<= 1000 chars) but in a batch, where it comes from each
+    ``Message``."""
+
+    ttl: int
+    title: str
+    text: str | None = None
+    img: str | None = None
+    """URL of an image (<= 256 chars)."""
+    caption: str | None = None
+    """Label of the button (<= 30 chars)."""
+    action: str | None = None
+    """URL the button opens (<= 256 chars)."""
+    ctr: bool | None = None
+    """Rewrite links (in ``text`` and ``action``) and count clicks."""
+
+
+@attrs.frozen
 class ChannelOptions:
     """One options object per channel listed in ``Campaign.channels``."""
 
     viber: ViberOptions | None = None
     sms: SmsOptions | None = None
     whatsapp: WhatsAppOptions | None = None
+    push: PushOptions | None = None
 
 
 def _as_channels(value: object) -> tuple[Channel, ...]:
@@ -196,14 +232,15 @@ class Message:
 @attrs.frozen
 class Recipient:
     """One broadcast item. ``variables`` fill the ``%key%`` placeholders of the channel options
-    and go onto the wire as the recipient's own keys."""
+    and go onto the wire as the recipient's own keys. A value is a JSON scalar: a string, a
+    64-bit integer, a finite number or a boolean (a number fills as its JSON text)."""
 
     phone_number: int
     extra_id: str | None = None
-    variables: Mapping[str, str] = attrs.field(factory=dict, hash=False)
+    variables: Mapping[str, str | int | float | bool] = attrs.field(factory=dict, hash=False)
 
     @variables.validator
-    def _no_reserved_keys(self, _: object, value: Mapping[str, str]) -> None:
+    def _no_reserved_keys(self, _: object, value: Mapping[str, object]) -> None:
         clash = sorted(RECIPIENT_KEYS & value.keys())
         if clash:
             reason = "is a recipient field, not a variable"
@@ -234,6 +271,17 @@ class BroadcastRequest:
     recipients: tuple[Recipient, ...] = attrs.field(converter=_recipients)
 
 
+@attrs.frozen
+class MessageRequest:
+    """One single-message request body (``send_message``): the campaign envelope (with every
+    channel's text in its options) and one recipient, written flat as the API expects."""
+
+    campaign: Campaign
+    phone_number: int
+    extra_id: str | None = None
+    """Your id of the message (<= 64 chars); it comes back in reports and lookups."""
+
+
 # --- responses ------------------------------------------------------------------------------
 
 
@@ -242,6 +290,13 @@ class JobAccepted:
     """Answer of the async endpoints: the id of the job to poll."""
 
     job_id: str
+
+
+@attrs.frozen
+class MessageAccepted:
+    """Answer of the single-message endpoint: the id of the message."""
+
+    message_id: str
 
 
 @attrs.frozen
@@ -255,6 +310,8 @@ class MessageResult:
     accepted: bool | None = None
     error_code: int | None = None
     error_text: str | None = None
+    job_id: str | None = None
+    """The campaign's id, a documented response parameter."""
 
 
 @attrs.frozen
@@ -289,6 +346,10 @@ class MessageStatus:
     """Present only when ``ctr`` was on."""
     error_text: str | None = None
     error_code: int | None = None
+    matching_template_id: int | None = None
+    """The Viber template the message matched (0: none)."""
+    last_partner: str | None = None
+    """The last channel of delivery (``"hyber"`` while not final or when blocked)."""
 
     @property
     def is_final(self) -> bool:
@@ -324,10 +385,16 @@ class DeliveryReport:
     substatus: int | None = None
     hyber_status: int | None = None
     sent_via: str | None = None
-    """``"sms"``, ``"viber"``, ``"whatsapp"``, or ``"hyber"`` when the platform blocked it."""
+    """``"sms"``, ``"viber"``, ``"whatsapp"``, ``"push"``, or ``"hyber"`` when the platform
+    blocked it."""
     total_sms_parts: int | None = None
     delivered_sms_parts: int | None = None
     matching_template_id: int | None = None
+    status_text: str | None = None
+    clicks: int | None = None
+    """Present only when ``ctr`` was on."""
+    error_code: int | None = None
+    error_text: str | None = None
 
     @property
     def phone_number(self) -> int:
@@ -338,3 +405,70 @@ class DeliveryReport:
     def delivered(self) -> bool:
         """True for a delivered status (``status == 2``)."""
         return self.status == Status.DELIVERED
+
+
+@attrs.frozen
+class SimpleDeliveryReport:
+    """The answer of a simple delivery-report lookup (``detail="simple"``), and each channel's
+    report in an ``AdvancedDeliveryReport``.
+
+    ``status`` is -1 (``Status.NOT_FINAL``) while the message has no final status, or was not
+    sent to any channel yet. ``phone_number`` keeps the documented string form.
+    """
+
+    message_id: str
+    status: int
+    phone_number: str | None = None
+    last_partner: str | None = None
+    """The last channel of delivery; ``"hyber"`` while not final or when the platform blocked
+    it. In an advanced report, the channel this report is about."""
+    extra_id: str | None = None
+    time: int | None = None
+    """Epoch milliseconds of the last action of a channel."""
+    substatus: int | None = None
+    hyber_status: int | None = None
+    total_sms_parts: int | None = None
+    delivered_sms_parts: int | None = None
+    matching_template_id: int | None = None
+    """The Viber template the message matched (0: none)."""
+    clicks: int | None = None
+    """Present only when ``ctr`` was on."""
+    status_text: str | None = None
+    error_code: int | None = None
+    error_text: str | None = None
+
+    @property
+    def is_final(self) -> bool:
+        """True once the message has a final status (delivered or undelivered)."""
+        return self.status in Status.FINAL
+
+    @property
+    def delivered(self) -> bool:
+        """True for a delivered status (``status == 2``)."""
+        return self.status == Status.DELIVERED
+
+
+@attrs.frozen
+class ChannelTtl:
+    """One channel of an advanced report's ``channels``: its name and its ttl in seconds."""
+
+    channel: str
+    ttl: int | None = None
+
+
+@attrs.frozen
+class AdvancedDeliveryReport:
+    """The answer of a detailed delivery-report lookup (``detail="advanced"``): a report per
+    channel tried (``reports``), and the message's progress."""
+
+    reports: tuple[SimpleDeliveryReport, ...]
+    started: bool | None = None
+    """False while processing has not started (or started late)."""
+    processing: bool | None = None
+    """True only while the message is being processed."""
+    delivered_via: str | None = None
+    """The channel that delivered it; ``"hyber"`` while not final or when blocked."""
+    clicks: int | None = None
+    """Present only when ``ctr`` was on."""
+    channels: tuple[ChannelTtl, ...] | None = None
+    """The channels of the request, in cascade order, with their ttl."""

@@ -5,6 +5,11 @@ have been processed is probed by its first and last recipient: both found means 
 accepted, neither found means it was not. Only when the two disagree (a store that lags, a
 partial answer) is every recipient of the chunk looked up. Recipients found become ``ACCEPTED``;
 the others become ``NOT_SENT``, and are sent again only when the caller asks.
+
+Lookups go to the client's ``dr_base_url`` (the documented ``dr-v2-{site}`` host), never to the
+send host, and only the documented not-found answer counts as "not found": without a
+``dr_base_url`` nothing is looked up, and an answer of any other shape stops reconciliation
+with its error (the chunks not resolved yet stay ``UNKNOWN``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import anyio
 import attrs
 import orjson
 
+from ._errors import Problem, ValidationError
 from ._send_report import ChunkRecord, ChunkState, Outcome, RecipientOutcome, SendReport
 from ._sender import Delivery
 
@@ -23,12 +29,18 @@ if TYPE_CHECKING:
     from ._client import HyberClient
     from .journal import Journal
 
-__all__ = ["FOUND", "NOT_FOUND", "reconcile"]
+__all__ = ["FOUND", "NOT_FOUND", "NO_DR_HOST", "reconcile"]
 
 FOUND = "found by its extra_id at reconciliation"
 NOT_FOUND = "not found by its extra_id at reconciliation"
 LOOKUP_CONCURRENCY = 8
 """Lookups in flight at once (capped by the client's pool)."""
+NO_DR_HOST = Problem(
+    "dr_base_url",
+    "is required to look up delivery reports (and so to reconcile or resend): pass "
+    "dr_base_url= or site=, or set $HYBER_DR_BASE_URL; base_url= is the send host, whose "
+    "answers prove nothing about a message",
+)
 
 
 async def reconcile(
@@ -39,6 +51,8 @@ async def reconcile(
     journal: Journal | None = None,
 ) -> SendReport:
     """Resolve every ``UNKNOWN`` chunk of ``report``; see ``HyberClient.reconcile``."""
+    if client.dr_base_url is None:
+        raise ValidationError([NO_DR_HOST])
     limiter = anyio.CapacityLimiter(min(LOOKUP_CONCURRENCY, client.max_connections))
 
     async def found(extra_id: str) -> bool:
@@ -78,6 +92,7 @@ async def reconcile(
             delivery.finish(chunk, ChunkState.NOT_SENT, NOT_FOUND)
     if to_resend:
         await delivery.deliver_all(to_resend, LOOKUP_CONCURRENCY)
+    delivery.raise_failure()
     return report
 
 
@@ -104,14 +119,22 @@ async def _resolve_own_unknowns(chunk: ChunkRecord, found: Lookup, delivery: Del
 
 
 async def _lookup(found: Lookup, extra_ids: set[str]) -> dict[str, bool]:
+    """Whether each of ``extra_ids`` is found; the first lookup error is raised as itself."""
     seen: dict[str, bool] = {}
+    errors: list[Exception] = []
 
     async def one(extra_id: str) -> None:
-        seen[extra_id] = await found(extra_id)
+        try:
+            seen[extra_id] = await found(extra_id)
+        except Exception as exc:
+            errors.append(exc)
+            tasks.cancel_scope.cancel()
 
     async with anyio.create_task_group() as tasks:
         for extra_id in extra_ids:
             tasks.start_soon(one, extra_id)
+    if errors:
+        raise errors[0]
     return seen
 
 

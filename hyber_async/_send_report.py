@@ -230,7 +230,8 @@ class SendReport:
     complete: bool = False
     """True when the whole input was read and every chunk reached a final state."""
     aborted: str | None = None
-    """Why sending stopped early (``on_invalid="abort"``), if it did."""
+    """Why sending stopped early (``on_invalid="abort"``, a journal that refused the input or
+    could not be written, a source that raised, a closed client), if it did."""
 
     def count(self, outcome: Outcome) -> int:
         """Recipients with ``outcome``."""

@@ -7,6 +7,11 @@ and hands it over a zero-buffer stream to ``concurrency`` workers that POST it. 
 Every chunk's state lives in its ``ChunkRecord``; the workers move it from ``PENDING`` through
 ``IN_FLIGHT`` to a final state, and a cancelled call moves what is left to ``NOT_SENT``
 (queued) or ``UNKNOWN`` (in flight), so the report always partitions what was read.
+
+A failure that is not a chunk's own (the input raises, the client is closed, the journal
+refuses the input or cannot be written) stops the send: nothing more is read nor handed to
+the workers, the chunks they hold get their answers, and the failure itself is raised once
+all is settled. No chunk is sent unless the journal recorded it in flight first.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ import anyio
 import orjson
 
 from ._chunking import chunked
-from ._codec import Envelope, decode_answer, to_wire_items
-from ._errors import HyberError, Problem
+from ._codec import Envelope, decode_answer, match_sync_results, to_wire_items
+from ._errors import HyberError, Problem, ValidationError
 from ._models import Campaign, JobAccepted, SyncResult
 from ._send_report import (
     ChunkRecord,
@@ -38,7 +43,7 @@ from ._send_report import (
     outcome_of_error,
 )
 from ._validation import MAX_ITEMS, Kind, check_items
-from .journal import JournalMismatchError
+from .journal import JournalMismatchError, JournalWriteError
 
 if TYPE_CHECKING:
     from ._client import HyberClient
@@ -88,6 +93,12 @@ class Delivery:
         """Chunks prepared but not final yet, by number: queued or in flight."""
         self.started = anyio.current_time()
         self.chunks_done = 0
+        self.failure: Exception | None = None
+        """What stopped the send (see ``stop``), raised once everything in flight has settled."""
+        self.stopped: str | None = None
+        """Why the send stopped, in words, once it has."""
+        self.journal_failed = False
+        """Whether ``failure`` is the journal's: raised as ``JournalWriteError``."""
 
     async def _worker(self, receive: anyio.abc.ObjectReceiveStream[ChunkRecord]) -> None:
         async with receive:
@@ -95,14 +106,34 @@ class Delivery:
                 await self.deliver(record)
 
     async def deliver(self, record: ChunkRecord) -> None:
-        """POST one prepared chunk, journaled as in flight first, and settle it."""
-        record.state = ChunkState.IN_FLIGHT
-        self.save(record)
+        """POST one prepared chunk, journaled as in flight first, and settle it.
+
+        A chunk the journal could not record in flight is not sent (``NOT_SENT``); an error
+        that is not the server's answer (a closed client, a failing ``on_progress``) stops
+        the send.
+        """
         try:
-            response = await self.client.request("POST", self.path, record.body)
+            record.state = ChunkState.IN_FLIGHT
+            if self.save(record):
+                await self._post(record)
+            else:
+                reason = "not sent: the journal could not record it in flight"
+                self.finish(record, ChunkState.NOT_SENT, reason)
+            await self._progress()
+        except Exception as error:
+            self.stop(error)
+
+    async def _post(self, record: ChunkRecord) -> None:
+        closed = self.client.is_closed
+        try:
+            response = await self.client.request("POST", self.path, record.body, items=record.sent)
         except HyberError as error:
             record.error_code = getattr(error, "error_code", None)
             self.finish(record, ChunkState(outcome_of_error(error).value), str(error))
+        except Exception:
+            if closed:  # httpx refuses a closed client's request before anything leaves
+                self.finish(record, ChunkState.NOT_SENT, "not sent: the client is closed")
+            raise
         else:
             try:
                 if self.sync:
@@ -113,7 +144,6 @@ class Delivery:
                 self.finish(record, ChunkState.UNKNOWN, str(error))
             else:
                 self.finish(record, ChunkState.ACCEPTED, None)
-        await self._progress()
 
     async def deliver_all(self, records: list[ChunkRecord], concurrency: int) -> None:
         """Send ``records`` (their ``body`` ready) as ``stream`` would, ``concurrency`` at once."""
@@ -134,16 +164,16 @@ class Delivery:
 
     def _apply_sync_answer(self, record: ChunkRecord, answer: SyncResult) -> None:
         """Give each sent item of a sync request the outcome the server answered for it."""
-        results = answer.messages
         members = record.members()
-        in_order = len(results) == len(members) and all(
-            r.extra_id == m[2] for r, m in zip(results, members, strict=True)
-        )
-        by_extra_id = {} if in_order else {r.extra_id: r for r in results}
-        for position, (index, phone, extra_id) in enumerate(members):
-            result = results[position] if in_order else by_extra_id.get(extra_id)
+        results = match_sync_results(answer, [extra_id for _, _, extra_id in members])
+        for (index, phone, extra_id), result in zip(members, results, strict=True):
             if result is None:
-                reason = "missing from the sync answer"
+                reason = "missing from the sync answer, or in it more than once"
+                record.excluded.append(
+                    RecipientOutcome(index, phone, extra_id, Outcome.UNKNOWN, reason)
+                )
+            elif result.accepted is not True and result.error_code is None:
+                reason = "the sync answer does not say whether it was accepted"
                 record.excluded.append(
                     RecipientOutcome(index, phone, extra_id, Outcome.UNKNOWN, reason)
                 )
@@ -178,16 +208,52 @@ class Delivery:
             self.counts[outcome] += count
         self.chunks_done += 1
 
-    def save(self, record: ChunkRecord) -> None:
-        """Journal ``record``'s current state, when the send has a journal."""
-        if self.journal is not None and record.digest:
+    def save(self, record: ChunkRecord) -> bool:
+        """Journal ``record``'s current state, when the send has a journal.
+
+        False when the journal failed to (disk full, I/O error): the send stops, and the
+        chunk's state holds in memory only.
+        """
+        if self.journal is None or not record.digest:
+            return True
+        try:
             self.journal.save(record)
+        except Exception as error:
+            what = f"chunk {record.number} as {record.state.value}"
+            reason = f"the journal {self.journal!r} could not record {what}: {error}"
+            self.stop(error, reason, journal=True)
+            return False
+        return True
+
+    def stop(self, failure: Exception, reason: str | None = None, *, journal: bool = False) -> None:
+        """Stop the send for ``failure`` (the first one counts): nothing more is read."""
+        if self.failure is None:
+            self.failure = failure
+            self.stopped = reason or f"{type(failure).__name__}: {failure}"
+            self.journal_failed = journal
+
+    def raise_failure(self) -> None:
+        """Raise what stopped the send, if anything did (once everything has settled)."""
+        failure = self.failure
+        if failure is None:
+            return
+        if self.journal_failed:
+            raise JournalWriteError(
+                f"{self.stopped}. The send stopped with every recipient read settled in memory: "
+                f"{self.report!r}. On a resume, the chunks whose end the journal missed read as "
+                "UNKNOWN: reconcile them",
+                journal=repr(self.journal),
+                report=self.report,
+            ) from failure
+        raise failure
 
     def _settle_unfinished(self) -> None:
-        """After a cancellation: queued chunks were not sent, in-flight ones may have been."""
+        """After a cancellation or a stop: queued chunks were not sent, in-flight ones may
+        have been."""
+        queued = f"not sent: {self.stopped}" if self.stopped else "cancelled before sending"
         for record in list(self.unfinished.values()):
             if record.state is ChunkState.PENDING:
-                self.finish(record, ChunkState.NOT_SENT, "cancelled before sending")
+                self.finish(record, ChunkState.NOT_SENT, queued)
             else:
                 self.finish(record, ChunkState.UNKNOWN, "cancelled while in flight")
 
@@ -275,8 +341,6 @@ class _Sender(Delivery):
         self.max_rate = max_rate
         self.on_invalid = on_invalid
         self.journal_entries = journal.entries() if journal is not None else {}
-        self.refusal: JournalMismatchError | None = None
-        """Why the journal refused the input, raised once everything in flight has settled."""
         self.next_send = self.started
 
     async def run(self, items: Iterable[Any] | AsyncIterable[Any]) -> None:
@@ -287,12 +351,16 @@ class _Sender(Delivery):
                     tg.start_soon(self._worker, receive.clone())
                 receive.close()
                 async with send:
-                    await self._produce(items, send)
+                    try:
+                        await self._produce(items, send)
+                    except Exception as error:  # the input raised: settle what was sent
+                        self.stop(error)
+            if self.stopped is not None and self.report.aborted is None:
+                self.report.aborted = self.stopped
             self.report.complete = self.report.aborted is None
         finally:
             self._settle_unfinished()
-        if self.refusal is not None:
-            raise self.refusal
+        self.raise_failure()
 
     async def _produce(
         self,
@@ -301,17 +369,20 @@ class _Sender(Delivery):
     ) -> None:
         async with contextlib.aclosing(chunked(items, self.chunk_size)) as chunks:
             async for chunk in chunks:
+                if self.stopped is not None:
+                    return
                 try:
                     record = self._prepare(chunk)
                 except JournalMismatchError as refusal:
-                    self.refusal = refusal
-                    self.report.aborted = str(refusal)
+                    self.stop(refusal, str(refusal))
                     return
                 if record is None:
                     if self.report.aborted is not None:
                         return
                     continue
                 await self._pace(record.sent)
+                if self.stopped is not None:
+                    return
                 await send.send(record)
 
     def _prepare(self, items: list[Any]) -> ChunkRecord | None:
@@ -339,7 +410,18 @@ class _Sender(Delivery):
                 self.finish(record, ChunkState.NOT_SENT, "every item of the chunk is invalid")
                 return None
         record.sent = len(wire)
-        record.body = self.envelope.body(wire)
+        try:
+            record.body = self.envelope.body(wire)
+        except TypeError as exc:  # orjson.JSONEncodeError too; the rule set should prevent it
+            reason = f"not sent: the chunk cannot be encoded as JSON ({exc})"
+            positions = record.indices or range(first, first + len(wire))
+            record.excluded.extend(
+                _item_outcome(index, item, Outcome.NOT_SENT, reason)
+                for index, item in zip(positions, wire, strict=True)
+            )
+            record.sent = 0
+            self.finish(record, ChunkState.NOT_SENT, reason)
+            return None
         if self.journal is not None:
             record.digest = digest(record.body)
             if self._resumed(record):
@@ -454,8 +536,9 @@ async def stream(
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     if max_rate is not None:
-        if max_rate <= 0:
-            raise ValueError(f"max_rate must be positive, got {max_rate}")
+        if not (math.isfinite(max_rate) and max_rate > 0):
+            message = f"must be a positive finite number of recipients per second, got {max_rate}"
+            raise ValidationError([Problem("max_rate", message)])
         chunk_size = paced_chunk_size(chunk_size, max_rate)
     if on_invalid not in ("skip", "abort"):
         raise ValueError(f"on_invalid must be 'skip' or 'abort', got {on_invalid!r}")

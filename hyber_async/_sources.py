@@ -36,14 +36,14 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Final, get_args, get_type_hints
+from typing import Any, BinaryIO, Final
 
 import attrs
 import orjson
 
-from ._codec import Wire, converter
+from ._codec import Wire, converter, unknown_campaign_key
 from ._errors import HyberError, Problem
-from ._models import Campaign, ChannelOptions, Message
+from ._models import Campaign, Message
 from ._validation import ItemRules, Kind, check_envelope, check_items, placeholders_in
 
 __all__ = [
@@ -602,36 +602,6 @@ def _toml_loads(path: str, text: str) -> Any:
     )
 
 
-def _campaign_keys() -> dict[str, frozenset[str]]:
-    """The keys a campaign file may use, from the models: ``""`` for the top level,
-    ``channel_options`` for the channels, and each channel's option names."""
-    keys = {"": frozenset(attrs.fields_dict(Campaign)), "channel_options": frozenset()}
-    for name, hint in get_type_hints(ChannelOptions).items():
-        options = next(t for t in get_args(hint) if attrs.has(t))
-        keys[name] = frozenset(attrs.fields_dict(options))
-    keys["channel_options"] = frozenset(keys) - {"", "channel_options"}
-    return keys
-
-
-def _unknown_key(wire: Mapping[str, Any]) -> Problem | None:
-    keys = _campaign_keys()
-    for key in wire:
-        if key not in keys[""]:
-            return Problem(key, f"not a campaign setting (known: {', '.join(sorted(keys['']))})")
-    options = wire.get("channel_options")
-    if not isinstance(options, Mapping):
-        return None
-    for channel, values in options.items():
-        if channel not in keys["channel_options"]:
-            known = ", ".join(sorted(keys["channel_options"]))
-            return Problem(f"channel_options.{channel}", f"unknown channel (known: {known})")
-        for key in values if isinstance(values, Mapping) else ():
-            if key not in keys[channel]:
-                known = ", ".join(sorted(keys[channel]))
-                return Problem(f"channel_options.{channel}.{key}", f"unknown option ({known})")
-    return None
-
-
 def _read_campaign_file(path: str) -> dict[str, Any]:
     suffix = Path(path).suffix.lower()
     if suffix not in (".toml", ".json"):
@@ -683,7 +653,7 @@ def load_campaign(
     """
     origin = path if path is not None else "options"
     wire = _merge(_read_campaign_file(path) if path is not None else {}, overrides or {})
-    problem = _unknown_key(wire)
+    problem = unknown_campaign_key(wire)
     # Options missing for a listed channel: name each option it needs, not the missing table.
     options = wire.setdefault("channel_options", {})
     channels = wire.get("channels")

@@ -10,28 +10,36 @@ documentation is silent.
 from __future__ import annotations
 
 import enum
+import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from itertools import repeat
-from operator import contains, itemgetter
+from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any, Final
 
 import attrs
+import orjson
 
 from ._errors import Problem
 
 __all__ = [
     "MAX_ITEMS",
+    "MESSAGE_KEYS",
     "ItemRules",
     "Kind",
+    "Template",
     "check_envelope",
     "check_items",
+    "check_message",
     "check_request",
     "check_start_time_value",
     "is_gsm7",
     "item_rules",
     "placeholders_in",
+    "render",
+    "scalar_problem",
+    "scalar_text",
     "unknown_channel",
 ]
 
@@ -59,7 +67,17 @@ _EXTENSIONS = (
 VIBER_FILE_EXTENSIONS: Final = frozenset(_EXTENSIONS.split())
 VIBER_ACTION_SCHEMES: Final = ("http://", "https://", "viber://", "tel:")
 URL_SCHEMES: Final = ("http://", "https://")
-_PLACEHOLDER = re.compile(r"%([^%\s]+)%")
+VIDEO_SIZE_MAX: Final = 200
+"""Megabytes of a Viber video (``file_size``) [ours: the 200 MB file limit of chapter 8]."""
+VIDEO_DURATION_MAX: Final = 600
+"""Seconds of a Viber video (``duration``) [ours: Viber's own limit; the docs are silent]."""
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+_PLACEHOLDER = re.compile(r"(?<!%[0-9A-Fa-f]{2})%(?![0-9A-Fa-f]{2}%)((?!\d)\w+)%")
+"""A placeholder [ours; the docs show ``%name%`` only]: ``%`` + a name of letters, digits and
+``_`` that does not start with a digit + ``%``. Percent-encoded bytes are never placeholders:
+a name of exactly two hex digits (``%C3%``) is one, and so is a ``%`` right after one
+(``%C3%A9t%``), so ``My%20File%20v2.pdf`` and ``caf%C3%A9%C3%A9t%C3%A9`` hold none."""
 _START_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}([+-]\d{2}:\d{2})?")
 
 
@@ -81,8 +99,39 @@ def is_gsm7(text: str) -> bool:
 
 
 def placeholders_in(value: str) -> set[str]:
-    """The ``%key%`` names used in ``value``."""
+    """The ``%key%`` names used in ``value`` (see ``_PLACEHOLDER`` for the grammar)."""
     return set(_PLACEHOLDER.findall(value))
+
+
+def scalar_text(value: Any) -> str:
+    """A variable's value as it reads in a filled placeholder: a string as it is, any other
+    JSON scalar as its JSON text (``5``, ``1.5``, ``true``)."""
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def render(template: str, values: Mapping[str, Any]) -> str:
+    """``template`` with each placeholder filled from ``values`` (a recipient); a placeholder
+    without a value is left as it is."""
+    parts = _PLACEHOLDER.split(template)
+    for i in range(1, len(parts), 2):
+        name = parts[i]
+        parts[i] = scalar_text(values[name]) if name in values else f"%{name}%"
+    return "".join(parts)
+
+
+def scalar_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be a recipient's value (a JSON string, 64-bit integer, finite
+    number or boolean), or ``None``."""
+    if isinstance(value, (str, bool)):
+        return None
+    if isinstance(value, int):
+        if INT64_MIN <= value <= INT64_MAX:
+            return None
+        return f"an integer beyond 64 bits cannot be sent, got {value}"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"must be a finite number, got {value!r}"
+    kind = "null" if value is None else type(value).__name__
+    return f"must be a string, a number or true/false, got {kind}"
 
 
 def check_start_time_value(value: object) -> str | None:
@@ -105,6 +154,87 @@ def check_start_time_value(value: object) -> str | None:
 # --- the envelope ---------------------------------------------------------------------------
 
 
+@attrs.frozen
+class _Text:
+    """The rules of one option string, applied to its value or, when it holds placeholders,
+    to each recipient's filled value."""
+
+    max_len: int
+    required: bool = False
+    schemes: tuple[str, ...] = ()
+    extra: Callable[[str], str | None] | None = None
+    """A further rule, run on a value that passed the others."""
+    extra_free_len: int = 0
+    """Values at most this long always pass ``extra`` (0: no such length)."""
+
+    def problem(self, value: str) -> str | None:
+        """Why ``value`` breaks the rules, or ``None``."""
+        if not value and self.required:
+            return "must not be empty"
+        if len(value) > self.max_len:
+            return f"must be at most {self.max_len} characters, got {len(value)}"
+        if self.schemes and not value.startswith(self.schemes):
+            return f"must start with one of {', '.join(self.schemes)}, got {value[:40]!r}"
+        return self.extra(value) if self.extra is not None else None
+
+
+@attrs.frozen
+class Template:
+    """An option string holding placeholders, checked once filled for each recipient."""
+
+    field: str
+    """Its path, e.g. ``channel_options.sms.text``."""
+    parts: tuple[str, ...]
+    """Literal text and placeholder names, alternating (``_PLACEHOLDER.split``)."""
+    rule: _Text
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The placeholder names, in order (repeats kept)."""
+        return self.parts[1::2]
+
+    def problem(self, item: Mapping[str, Any]) -> str | None:
+        """Why the value filled for ``item`` (which has every name) breaks the rule."""
+        filled = list(self.parts)
+        for i in range(1, len(filled), 2):
+            filled[i] = scalar_text(item[filled[i]])
+        reason = self.rule.problem("".join(filled))
+        return None if reason is None else f"{self.field} filled for this recipient {reason}"
+
+    def certainly_valid(self, columns: Mapping[str, list[str]], longest: Mapping[str, int]) -> bool:
+        """True when the value filled for every recipient of a chunk passes; ``columns`` are
+        the chunk's values of each name (all strings), ``longest`` their longest length.
+
+        First a bound (literal text plus the longest value of each name); past it, every
+        filled value is built and checked in C-level passes. False means "check each"."""
+        rule = self.rule
+        literal = "".join(self.parts[0::2])
+        bound = len(literal) + sum(longest[name] for name in self.names)
+        if (
+            bound <= rule.max_len
+            and (literal or not rule.required)
+            and (not rule.schemes or self.parts[0].startswith(rule.schemes))
+            and (rule.extra is None or bound <= rule.extra_free_len)
+        ):
+            return True
+        filled = self._fill_all(columns)
+        if rule.required and "" in filled:
+            return False
+        if max(map(len, filled)) > rule.max_len:
+            return False
+        if rule.schemes and not all(map(str.startswith, filled, repeat(rule.schemes))):
+            return False
+        return rule.extra is None or not any(map(rule.extra, filled))
+
+    def _fill_all(self, columns: Mapping[str, list[str]]) -> list[str]:
+        """Every recipient's filled value, built by one ``str.join`` per recipient in C."""
+        count = len(next(iter(columns.values()))) if columns else 0
+        pieces = [
+            columns[part] if i % 2 else repeat(part, count) for i, part in enumerate(self.parts)
+        ]
+        return list(map("".join, zip(*pieces, strict=True)))
+
+
 class _Checker:
     """Collects problems of one object, with the path of each field."""
 
@@ -112,7 +242,9 @@ class _Checker:
         self.problems = problems
         self.prefix = prefix
         self.templated = templated
-        """Strings holding ``%key%`` are filled per recipient: their form is not checked."""
+        """Strings holding placeholders are filled per recipient: they go to ``templates``,
+        to be checked once filled."""
+        self.templates: list[Template] = []
 
     def fail(self, key: str, message: str) -> None:
         self.problems.append(Problem(f"{self.prefix}{key}", message))
@@ -137,24 +269,42 @@ class _Checker:
         *,
         required: bool = False,
         schemes: tuple[str, ...] = (),
-    ) -> str | None:
+        extra: Callable[[str], str | None] | None = None,
+        extra_free_len: int = 0,
+    ) -> None:
+        rule = _Text(max_len, required, schemes, extra, extra_free_len)
         value = obj.get(key)
         if value is None:
-            if required:
+            if rule.required:
                 self.fail(key, "is required")
-            return None
+            return
         if not isinstance(value, str):
             self.fail(key, f"must be a string, got {type(value).__name__}")
-            return None
-        if self.templated and _PLACEHOLDER.search(value):
-            return None
-        if not value and required:
-            self.fail(key, "must not be empty")
-        elif len(value) > max_len:
-            self.fail(key, f"must be at most {max_len} characters, got {len(value)}")
-        elif schemes and not value.startswith(schemes):
-            self.fail(key, f"must start with one of {', '.join(schemes)}, got {value[:40]!r}")
-        return value
+            return
+        if self.templated:
+            parts = tuple(_PLACEHOLDER.split(value))
+            if len(parts) > 1:
+                self._template(key, parts, rule)
+                return
+        problem = rule.problem(value)
+        if problem:
+            self.fail(key, problem)
+
+    def _template(self, key: str, parts: tuple[str, ...], rule: _Text) -> None:
+        """Keep a string holding placeholders to check once filled; refuse it now when no
+        recipient's values could make it valid."""
+        literal = "".join(parts[0::2])
+        start = parts[0]
+        if len(literal) > rule.max_len:
+            got = f"got {len(literal)} besides its placeholders"
+            self.fail(key, f"must be at most {rule.max_len} characters, {got}")
+        elif rule.schemes and not any(
+            start.startswith(scheme) or scheme.startswith(start) for scheme in rule.schemes
+        ):
+            schemes = ", ".join(rule.schemes)
+            self.fail(key, f"must start with one of {schemes}, got {start[:40]!r}")
+        else:
+            self.templates.append(Template(f"{self.prefix}{key}", parts, rule))
 
     def boolean(self, obj: Mapping[str, Any], key: str) -> None:
         value = obj.get(key)
@@ -178,13 +328,6 @@ class _Checker:
         if not -limit <= number <= limit:
             self.fail(key, f"must be between -{limit:g} and {limit:g}, got {value!r}")
 
-    def sms_text(self, text: str | None) -> None:
-        """The SMS limits of a text that passed the plain length check."""
-        if text is not None and len(text) <= SMS_TEXT_MAX_GSM7:
-            problem = sms_text_problem(text)
-            if problem:
-                self.fail("text", problem)
-
 
 def sms_text_problem(text: str) -> str | None:
     """Why ``text`` is too long for an SMS [doc: 765 GSM-7 / 335 other characters], or None."""
@@ -199,6 +342,22 @@ def sms_text_problem(text: str) -> str | None:
     return None
 
 
+def _file_name_problem(file_name: str) -> str | None:
+    if file_name.rpartition(".")[2].lower() in VIBER_FILE_EXTENSIONS:
+        return None
+    return f"must end in a supported extension, got {file_name!r}"
+
+
+def _alpha_name_problem(alpha_name: str) -> str | None:
+    if GSM7_BASIC.issuperset(alpha_name):
+        return None
+    return f"must use only the GSM-7 default alphabet, got {alpha_name!r}"
+
+
+_VIDEO_KEYS: Final = ("thumbnail", "file_size", "duration", "action")
+"""A Viber video [doc: chapter 3, "Video only"]: all four together [ours]."""
+
+
 def _check_viber(c: _Checker, options: Mapping[str, Any], kind: Kind) -> None:
     c.integer(options, "ttl", 40, 86_400, required=True)
     c.string(options, "text", 1000)
@@ -207,20 +366,32 @@ def _check_viber(c: _Checker, options: Mapping[str, Any], kind: Kind) -> None:
     c.string(options, "img", 256, schemes=URL_SCHEMES)
     c.string(options, "caption", 30)
     c.string(options, "action", 256, schemes=VIBER_ACTION_SCHEMES)
-    file_name = c.string(options, "file_name", 25)
-    if file_name is not None and file_name.rpartition(".")[2].lower() not in VIBER_FILE_EXTENSIONS:
-        c.fail("file_name", f"must end in a supported extension, got {file_name!r}")
+    c.string(options, "file_name", 25, extra=_file_name_problem)
+    c.string(options, "thumbnail", 256, schemes=URL_SCHEMES)
+    c.integer(options, "file_size", 1, VIDEO_SIZE_MAX, required=False)
+    c.integer(options, "duration", 1, VIDEO_DURATION_MAX, required=False)
     c.boolean(options, "ctr")
-    if kind is Kind.BROADCAST and not any(options.get(k) for k in ("text", "img", "file_name")):
-        c.fail("text", "a broadcast Viber message needs a text, an img or a file_name")
+    video = [key for key in _VIDEO_KEYS[:3] if options.get(key) is not None]
+    if video:
+        for key in _VIDEO_KEYS:
+            if options.get(key) is None:
+                c.fail(key, f"is required for a video (with {', '.join(video)})")
+    media = ("text", "img", "file_name", "thumbnail")
+    if kind is Kind.BROADCAST and not any(options.get(k) for k in media):
+        c.fail("text", "a broadcast Viber message needs a text, an img, a file_name or a video")
 
 
 def _check_sms(c: _Checker, options: Mapping[str, Any], kind: Kind) -> None:
     c.integer(options, "ttl", 300, 259_200, required=True)
-    alpha_name = c.string(options, "alpha_name", 11, required=True)
-    if alpha_name and not GSM7_BASIC.issuperset(alpha_name):
-        c.fail("alpha_name", f"must use only the GSM-7 default alphabet, got {alpha_name!r}")
-    c.sms_text(c.string(options, "text", SMS_TEXT_MAX_GSM7, required=kind is Kind.BROADCAST))
+    c.string(options, "alpha_name", 11, required=True, extra=_alpha_name_problem)
+    c.string(
+        options,
+        "text",
+        SMS_TEXT_MAX_GSM7,
+        required=kind is Kind.BROADCAST,
+        extra=sms_text_problem,
+        extra_free_len=SMS_TEXT_MAX_UNICODE,
+    )
     c.boolean(options, "ctr")
 
 
@@ -239,7 +410,24 @@ def _check_whatsapp(c: _Checker, options: Mapping[str, Any], kind: Kind) -> None
         c.fail("text", "a broadcast WhatsApp message needs a text or a media field")
 
 
-_CHANNEL_RULES = {"viber": _check_viber, "sms": _check_sms, "whatsapp": _check_whatsapp}
+def _check_push(c: _Checker, options: Mapping[str, Any], kind: Kind) -> None:
+    """[doc] chapter 8, push parameters 32-37 and ``ctr``; a batch's text comes from each
+    message. [ours] ``img`` and ``action`` are http(s) URLs (documented only as "URL")."""
+    c.integer(options, "ttl", 30, 86_400, required=True)
+    c.string(options, "title", 20, required=True)
+    c.string(options, "text", 1000, required=kind is not Kind.BATCH)
+    c.string(options, "img", 256, schemes=URL_SCHEMES)
+    c.string(options, "caption", 30)
+    c.string(options, "action", 256, schemes=URL_SCHEMES)
+    c.boolean(options, "ctr")
+
+
+_CHANNEL_RULES = {
+    "viber": _check_viber,
+    "sms": _check_sms,
+    "whatsapp": _check_whatsapp,
+    "push": _check_push,
+}
 
 
 def unknown_channel(index: int, name: object) -> Problem:
@@ -250,7 +438,13 @@ def unknown_channel(index: int, name: object) -> Problem:
 
 def check_envelope(wire: Mapping[str, Any], kind: Kind) -> list[Problem]:
     """Every problem of the campaign envelope (all keys but the item list)."""
+    return _check_envelope(wire, kind)[0]
+
+
+def _check_envelope(wire: Mapping[str, Any], kind: Kind) -> tuple[list[Problem], list[Template]]:
+    """The envelope's problems, and its option strings that hold placeholders."""
     problems: list[Problem] = []
+    templates: list[Template] = []
     top = _Checker(problems, "", templated=False)
     channels = wire.get("channels")
     listed: list[str] = []
@@ -275,6 +469,7 @@ def check_envelope(wire: Mapping[str, Any], kind: Kind) -> list[Problem]:
             continue
         checker = _Checker(problems, f"channel_options.{name}.", kind is Kind.BROADCAST)
         _CHANNEL_RULES[name](checker, channel_options, kind)
+        templates.extend(checker.templates)
     top.string(wire, "callback_url", CALLBACK_URL_MAX, schemes=URL_SCHEMES)
     top.string(wire, "tag", TAG_MAX)
     top.string(wire, "division_code", DIVISION_CODE_MAX)
@@ -283,7 +478,7 @@ def check_envelope(wire: Mapping[str, Any], kind: Kind) -> list[Problem]:
         reason = check_start_time_value(start_time)
         if reason:
             top.fail("start_time", reason)
-    return problems
+    return problems, templates
 
 
 # --- the items ------------------------------------------------------------------------------
@@ -299,6 +494,8 @@ class ItemRules:
     text_max: int = 1000
     placeholders: frozenset[str] = frozenset()
     """Keys every broadcast recipient must carry."""
+    templates: tuple[Template, ...] = ()
+    """Option strings whose value filled for each recipient must pass their rule."""
 
 
 def item_rules(wire: Mapping[str, Any], kind: Kind) -> ItemRules:
@@ -315,7 +512,8 @@ def item_rules(wire: Mapping[str, Any], kind: Kind) -> ItemRules:
             for value in channel_options.values():
                 if isinstance(value, str):
                     needed |= placeholders_in(value)
-    return ItemRules(kind, placeholders=frozenset(needed))
+    templates = tuple(_check_envelope(wire, kind)[1])
+    return ItemRules(kind, placeholders=frozenset(needed), templates=templates)
 
 
 def check_items(items: Sequence[Any], rules: ItemRules, *, first_index: int = 0) -> list[Problem]:
@@ -342,7 +540,10 @@ def _all_valid(items: Sequence[Any], rules: ItemRules) -> bool:
 
     Each test is one pass in C over the chunk: ``dict.get`` raises on a non-dict, ``sum`` of
     ints is an int only when none is a float or other number, ``"".join`` raises unless every
-    value is a string.
+    value is a string, and each option string holding placeholders is checked for the chunk at
+    once (``Template.certainly_valid``). Every value is then known to be plain JSON when the
+    items hold no key beyond those checked (one ``len`` per item); only otherwise are the
+    types of every key and value looked at.
     """
     if not items:
         return False
@@ -360,13 +561,30 @@ def _all_valid(items: Sequence[Any], rules: ItemRules) -> bool:
             if "" in extra_ids or max(map(len, extra_ids)) > EXTRA_ID_MAX:
                 return False
         if rules.kind is Kind.BATCH:
-            texts = list(map(itemgetter("text"), items))
-            "".join(texts)
-            fast_max = SMS_TEXT_MAX_UNICODE if rules.sms_text else rules.text_max
-            return "" not in texts and max(map(len, texts)) <= fast_max
+            columns = {"text": list(map(itemgetter("text"), items))}
+        else:
+            columns = {name: list(map(itemgetter(name), items)) for name in rules.placeholders}
+        for values in columns.values():
+            "".join(values)
     except (KeyError, TypeError):
         return False
-    return all(all(map(contains, items, repeat(name))) for name in rules.placeholders)
+    checked = len(items) * (1 + len(columns)) + len(items) - extra_ids.count(None)
+    if sum(map(len, items)) != checked and not _plain_json(items):
+        return False
+    longest = {name: max(map(len, values)) for name, values in columns.items()}
+    if rules.kind is Kind.BATCH:
+        fast_max = SMS_TEXT_MAX_UNICODE if rules.sms_text else rules.text_max
+        return "" not in columns["text"] and longest["text"] <= fast_max
+    return all(t.certainly_valid(columns, longest) for t in rules.templates)
+
+
+def _plain_json(items: Sequence[dict[Any, Any]]) -> bool:
+    """True when every key is a string and every value a string, but for one integer per
+    item (its phone number, checked already)."""
+    if set(map(type, chain.from_iterable(items))) != {str}:
+        return False
+    types = list(map(type, chain.from_iterable(map(dict.values, items))))
+    return set(types) <= {str, int} and types.count(int) == len(items)
 
 
 def _item_problems(
@@ -392,6 +610,16 @@ def _item_problems(
             fail("extra_id", f"must be a string, got {type(extra_id).__name__}")
         elif not 0 < len(extra_id) <= EXTRA_ID_MAX:
             fail("extra_id", f"must have 1 to {EXTRA_ID_MAX} characters, got {len(extra_id)}")
+    unsendable: set[str] = set()
+    fields = _BATCH_FIELDS if rules.kind is Kind.BATCH else _RECIPIENT_FIELDS
+    for name, value in item.items():
+        if not isinstance(name, str):
+            fail(repr(name), f"a key must be a string, got {type(name).__name__}")
+        elif name not in fields:
+            problem = scalar_problem(value)
+            if problem:
+                unsendable.add(name)
+                fail(name, problem)
     if rules.kind is Kind.BATCH:
         text = item.get("text")
         if text is None:
@@ -406,12 +634,23 @@ def _item_problems(
             problem = sms_text_problem(text)
             if problem:
                 fail("text", problem)
-    else:
-        missing = sorted(rules.placeholders - item.keys())
-        if missing:
-            names = ", ".join(f"%{m}%" for m in missing)
-            fail(missing[0], f"missing value for {names} used in channel_options")
+        return found
+    missing = sorted(rules.placeholders - item.keys())
+    if missing:
+        listed = ", ".join(f"%{m}%" for m in missing)
+        fail(missing[0], f"missing value for {listed} used in channel_options")
+    for template in rules.templates:
+        names = template.names
+        if unsendable.isdisjoint(names) and all(name in item for name in names):
+            problem = template.problem(item)
+            if problem:
+                fail(names[0], problem)
     return found
+
+
+_RECIPIENT_FIELDS: Final = frozenset({"phone_number", "extra_id"})
+_BATCH_FIELDS: Final = _RECIPIENT_FIELDS | {"text"}
+"""Keys of an item checked by their own rules; any other key is a JSON scalar."""
 
 
 def check_request(wire: Mapping[str, Any], kind: Kind) -> list[Problem]:
@@ -428,3 +667,41 @@ def check_request(wire: Mapping[str, Any], kind: Kind) -> list[Problem]:
     else:
         problems.extend(check_items(items, item_rules(wire, kind)))
     return problems
+
+
+MESSAGE_KEYS: Final = ("phone_number", "extra_id")
+"""The keys of a single-message request that are not the campaign envelope's."""
+
+
+def _message_recipient(wire: Mapping[str, Any]) -> list[Problem]:
+    """Every problem of the ``phone_number`` and ``extra_id`` of a single-message request,
+    checked as a broadcast recipient's and named by their own key."""
+    item = {key: wire[key] for key in MESSAGE_KEYS if key in wire}
+    found = _item_problems(item, 0, "", ItemRules(Kind.BROADCAST))
+    return [Problem(p.field.partition(".")[2], p.message) for p in found]
+
+
+def check_message(wire: Mapping[str, Any]) -> list[Problem]:
+    """Every problem of a single-message request body (chapter 2): its envelope checked as a
+    broadcast's (each channel's text in its options), its recipient as a broadcast recipient.
+
+    A single message has no variables: its option strings are sent as written, so they are
+    checked as written, ``%`` included (it is hidden from the broadcast rules, which would
+    skip a string holding a ``%key%`` as a template filled later).
+    """
+    envelope = {key: value for key, value in wire.items() if key not in MESSAGE_KEYS}
+    options = envelope.get("channel_options")
+    if isinstance(options, Mapping):
+        envelope["channel_options"] = {
+            name: {key: _literal(value) for key, value in channel.items()}
+            if isinstance(channel, Mapping)
+            else channel
+            for name, channel in options.items()
+        }
+    return check_envelope(envelope, Kind.BROADCAST) + _message_recipient(wire)
+
+
+def _literal(value: object) -> object:
+    """``value`` with no ``%`` to read as a placeholder: ``#`` has the same length and is in
+    the same GSM-7 alphabet, so every limit reads the same."""
+    return value.replace("%", "#") if isinstance(value, str) else value

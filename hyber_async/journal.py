@@ -12,25 +12,84 @@ A chunk is written as ``IN_FLIGHT`` before its request leaves and again when it 
 in its own durable transaction, so a crash at any instant leaves the journal on the safe side.
 A different campaign, chunk size or input is refused with ``JournalMismatchError``: the journal
 keeps the campaign's fingerprint and a digest of every chunk's request body.
+
+A journal is held by one run at a time: ``SqliteJournal`` takes an exclusive lock when it opens
+and a second opener fails at once with ``JournalLockedError``, so that two runs (an overlapping
+cron job, a restarted supervisor) never both send the campaign. When the journal cannot be
+written (disk full), the send stops and raises ``JournalWriteError`` with its report settled.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
+import sys
 from collections.abc import Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 import orjson
 
 from ._errors import HyberError
 from ._send_report import ChunkRecord, ChunkState, Outcome, RecipientOutcome
 
-__all__ = ["Journal", "JournalMismatchError", "SqliteJournal"]
+if TYPE_CHECKING:
+    from ._send_report import SendReport
+
+__all__ = [
+    "Journal",
+    "JournalError",
+    "JournalLockedError",
+    "JournalMismatchError",
+    "JournalNotFoundError",
+    "JournalWriteError",
+    "SqliteJournal",
+]
 
 
-class JournalMismatchError(HyberError, ValueError):
-    """The journal belongs to another campaign or another input: nothing was sent."""
+class JournalError(HyberError):
+    """Root of the errors of a journal."""
+
+
+class JournalMismatchError(JournalError, ValueError):
+    """The journal belongs to another campaign or another input: nothing was sent.
+
+    Also the base of the journal's other refusals of a run (``JournalLockedError``,
+    ``JournalNotFoundError``), so that one handler covers every "nothing was sent" case."""
+
+
+class JournalLockedError(JournalMismatchError):
+    """Another run holds the journal (``holder`` says which, when it could be read): nothing
+    was sent. Two runs on one journal would both send the campaign."""
+
+    def __init__(self, path: str, holder: str | None) -> None:
+        self.path = path
+        self.holder = holder
+        by = f" by {holder}" if holder else ""
+        super().__init__(
+            f"the journal {path} is in use{by}: one run at a time per journal; wait for that "
+            "run to end (the lock ends with its process)"
+        )
+
+
+class JournalNotFoundError(JournalMismatchError):
+    """``create=False`` and there is no campaign to resume: the journal file does not exist,
+    is empty, or records no run. Nothing was sent."""
+
+
+class JournalWriteError(JournalError):
+    """The journal could not record a chunk's state (disk full, I/O error), so the send
+    stopped: no chunk leaves unless the journal recorded it in flight first.
+
+    ``report`` is the send's report, settled in memory: every recipient read has one outcome.
+    The error's ``__cause__`` is the journal's own error. On a resume, the chunks whose end the
+    journal missed read as ``UNKNOWN``: reconcile them.
+    """
+
+    def __init__(self, message: str, *, journal: str, report: SendReport) -> None:
+        self.journal = journal
+        self.report = report
+        super().__init__(message)
 
 
 class Journal(Protocol):
@@ -47,7 +106,8 @@ class Journal(Protocol):
         """Every chunk recorded so far, by chunk number."""
 
     def save(self, record: ChunkRecord) -> None:
-        """Record ``record``'s current state (and its ``digest``) durably before returning."""
+        """Record ``record``'s current state (and its ``digest``) durably before returning;
+        raise if it cannot (the send then stops with ``JournalWriteError``)."""
 
 
 _SCHEMA = """
@@ -74,26 +134,37 @@ CREATE TABLE IF NOT EXISTS chunk (
 class SqliteJournal:
     """A journal in an SQLite file (stdlib ``sqlite3``, WAL, ``synchronous=FULL``).
 
-    One file holds one campaign. Use it as a context manager or call ``close()``.
+    One file holds one campaign, used by one run at a time: opening takes an exclusive lock on
+    the sidecar file ``{path}.lock`` (``flock``; ``msvcrt.locking`` on Windows), which holds the
+    holder's pid and host and is released by ``close()`` or by the end of the process, however
+    it ends. A second opener meanwhile raises ``JournalLockedError``. Use it as a context
+    manager or call ``close()``.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
-        """Open (or create) the journal at ``path``; with ``create=False`` only resume: a
-        journal that does not exist or is empty raises ``JournalMismatchError``."""
+        """Open the journal at ``path``, creating it unless ``create`` is false.
+
+        ``create=False`` resumes only: a journal that does not exist, is empty or records no
+        run raises ``JournalNotFoundError`` (a campaign that would silently start again).
+        """
         self.path = os.fspath(path)
         if not create:
-            try:
-                size = os.stat(self.path).st_size
-            except FileNotFoundError:
-                raise JournalMismatchError(
-                    f"{self.path}: no such journal: nothing to resume"
-                ) from None
-            if size == 0:
-                raise JournalMismatchError(f"{self.path}: the journal is empty: nothing to resume")
+            _check_file(self.path)
         self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        try:
+            if not create:
+                self._check_run()
+            self._lock = _lock(self.path)
+        except BaseException:
+            self._db.close()
+            raise
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except BaseException:
+            self.close()
+            raise
 
     def __repr__(self) -> str:
         return f"SqliteJournal({self.path!r})"
@@ -105,8 +176,27 @@ class SqliteJournal:
         self.close()
 
     def close(self) -> None:
-        """Close the database file."""
+        """Close the database file and release the journal for the next run."""
         self._db.close()
+        self._lock.close()
+
+    def _check_run(self) -> None:
+        """Raise ``JournalNotFoundError`` unless the file is a journal with a recorded run."""
+        try:
+            has_run = (
+                self._db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'run'"
+                ).fetchone()
+                and self._db.execute("SELECT 1 FROM run").fetchone()
+            )
+        except sqlite3.DatabaseError as error:
+            raise JournalNotFoundError(
+                f"{self.path}: not a journal ({error}): nothing to resume"
+            ) from error
+        if not has_run:
+            raise JournalNotFoundError(
+                f"{self.path}: the journal records no run: nothing to resume"
+            )
 
     def open_run(self, fingerprint: str, run_id: str) -> str:
         """Start the run ``run_id`` of campaign ``fingerprint``, or resume the recorded run of
@@ -171,6 +261,65 @@ class SqliteJournal:
                 own_outcomes,
             ),
         )
+
+
+def _check_file(path: str) -> None:
+    """Raise ``JournalNotFoundError`` unless ``path`` is a file with something in it."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        raise JournalNotFoundError(f"{path}: no such journal: nothing to resume") from None
+    if size == 0:
+        raise JournalNotFoundError(f"{path}: the journal is empty: nothing to resume")
+
+
+def _lock(path: str) -> BinaryIO:
+    """Take the exclusive lock of the journal at ``path`` and write who holds it; return the
+    lock file, whose closing (or the end of the process) releases the lock.
+
+    ``flock`` (one holder per open file, so also within one process), not ``fcntl`` record
+    locks, which a process would share with itself. The lock file stays when released:
+    removing it would let two openers lock two different files.
+    """
+    lock_path = path + ".lock"
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0)
+    lock = os.fdopen(os.open(lock_path, flags, 0o644), "r+b", buffering=0)
+    try:
+        _try_lock(lock.fileno())
+    except OSError:
+        lock.close()
+        raise JournalLockedError(path, _holder(lock_path)) from None
+    lock.truncate(0)
+    lock.write(orjson.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + b"\n")
+    return lock
+
+
+if sys.platform == "win32":
+    import msvcrt
+
+    _WINDOWS_LOCK_OFFSET = 1 << 20
+    """Windows locks are mandatory: lock a byte past the holder's line, which stays readable."""
+
+    def _try_lock(fd: int) -> None:
+        os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        os.lseek(fd, 0, os.SEEK_SET)
+
+else:
+    import fcntl
+
+    def _try_lock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _holder(lock_path: str) -> str | None:
+    """Who holds the lock, as written in the lock file (``None`` when it cannot be read)."""
+    try:
+        with open(lock_path, "rb") as file:
+            holder = orjson.loads(file.read(4096))
+        return f"pid {int(holder['pid'])} on {holder['host']!s}"
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
 
 
 def _outcome_to_row(item: RecipientOutcome) -> list[object]:

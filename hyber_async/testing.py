@@ -108,6 +108,9 @@ async def emulated_client(
 ) -> AsyncIterator[EmulatedClient]:
     """A ``HyberClient`` logged in as the emulator's first account, and the emulator.
 
+    The client's ``base_url`` and ``dr_base_url`` are both the emulator's (it serves the
+    delivery-report lookups and single messages too), so ``reconcile`` works.
+
     Give a ``config`` or a ready ``emulator`` (not both); ``client_kwargs`` go to
     ``HyberClient`` (e.g. ``timeouts=``, ``retry=``). In-process, the emulator's background
     work (delivery-report callbacks) runs in a task group for the duration of the block.
@@ -122,14 +125,14 @@ async def emulated_client(
     account = emulator.config.accounts[0]
     client_kwargs.setdefault("retry", RetryPolicy(wait=False))
     if socket:
-        async with (
-            serve_emulator(emulator, keep_alive=keep_alive) as url,
-            HyberClient(
+        async with serve_emulator(emulator, keep_alive=keep_alive) as url:
+            client_kwargs.setdefault("dr_base_url", url)
+            async with HyberClient(
                 account.client_id, account.login, account.password, base_url=url, **client_kwargs
-            ) as client,
-        ):
-            yield EmulatedClient(client, emulator, url)
+            ) as client:
+                yield EmulatedClient(client, emulator, url)
         return
+    client_kwargs.setdefault("dr_base_url", _IN_PROCESS_URL)
     failure: Exception | None = None
     async with anyio.create_task_group() as tasks:
         await tasks.start(emulator.run)

@@ -28,9 +28,17 @@ SYNC = {
             "message_id": "9f60ac8f-e721-5027-b838-e6fcb95fcd7a",
             "extra_id": "AD-1",
             "accepted": True,
-        }
+        },
+        {
+            "processed": True,
+            "phone_number": "380962222222",
+            "message_id": "e5ea7286-6849-52d7-9e1b-8719b736283e",
+            "extra_id": "AD-2",
+            "accepted": True,
+        },
     ]
 }
+"""A sync answer to ``MESSAGES`` or ``RECIPIENTS``: one result per item, in request order."""
 
 
 def make_client(**kwargs: Any) -> hy.HyberClient:

@@ -372,3 +372,43 @@ def test_a_slow_pipe_interrupted_then_resumed_sends_each_row_once(served: Served
     result = records(served.cwd / "out.jsonl")
     jobs = sorted((r["first_line"], r["last_line"]) for r in result if r["record"] == "job")
     assert jobs == [(2, 3), (4, 4)]
+
+
+def test_a_push_broadcast_from_a_campaign_file_and_flags(served: Served) -> None:
+    """Push options come from the campaign file's [channel_options.push] and the --push-*
+    flags (which override it); the emulator receives push first in the cascade."""
+    (served.cwd / "campaign.toml").write_text(
+        'channels = ["push", "sms"]\n'
+        '[channel_options.push]\nttl = 3600\ntitle = "Old title"\n'
+        'img = "https://example.com/image.png"\naction = "https://example.com"\n'
+    )
+    (served.cwd / "people.csv").write_text("phone_number,extra_id,name\n380961111111,p1,Ann\n")
+    flags = ["--push-ttl", "60", "--push-title", "Hi %name%", "--text", "Dear %name%"]
+    sms = ["--sms-alpha-name", "GMSU", "--sms-ttl", "300"]
+    done = served.run(
+        "send", "broadcast", "people.csv", "--campaign", "campaign.toml", *flags, *sms
+    )
+    assert done.returncode == 0, done.stderr
+    located = served.emulator.ledger.latest("p1")
+    assert located is not None
+    job = served.emulator.store.job(located[0])
+    assert job is not None
+    assert job.channels == ("push", "sms")
+    assert job.channel_options["push"] == {
+        "ttl": 60,
+        "title": "Hi %name%",
+        "text": "Dear %name%",
+        "img": "https://example.com/image.png",
+        "action": "https://example.com",
+    }
+
+
+def test_a_bad_push_ttl_flag_is_refused_naming_field_and_flag(served: Served) -> None:
+    """--push-ttl 29 (the documented range is 30..86400): exit 2, one line, nothing sent."""
+    write_csv(served.cwd / "rows.csv", 2)
+    done = served.run(
+        "send", "batch", "rows.csv", "--channels", "push", "--push-ttl", "29", "--push-title", "T"
+    )
+    assert done.returncode == 2
+    assert_one_line_error(done.stderr, "channel_options.push.ttl", "got 29", "--push-ttl")
+    assert served.emulator.ledger.requests == 0

@@ -1,4 +1,5 @@
-"""A campaign killed with SIGKILL mid-way resumes from its journal: everyone once, none lost."""
+"""A campaign killed with SIGKILL mid-way resumes from its journal: everyone once, none lost;
+a second process on a journal in use is refused, and the lock dies with its holder."""
 
 from __future__ import annotations
 
@@ -14,13 +15,16 @@ from pathlib import Path
 import pytest
 
 from hyber_async.emulator import DEMO_ACCOUNT, EmulatorConfig, create_app
+from hyber_async.journal import JournalLockedError, SqliteJournal
 from hyber_async.testing import serving_emulator
 
 RECIPIENTS = 3_000
 CHUNK = 100
 CAMPAIGN_SCRIPT = textwrap.dedent(
     """
+    import os
     import sys
+    import time
 
     import anyio
     import hyber_async as hy
@@ -42,8 +46,16 @@ CAMPAIGN_SCRIPT = textwrap.dedent(
             yield row
 
 
+    HOLD = os.environ.get("HOLD_UNTIL")
+
+
     def progress(p):
         print("done", p.chunks_done, flush=True)
+        # With HOLD_UNTIL, stop (journal open) after the first chunk until that file exists.
+        for _ in range(6000 if HOLD and p.chunks_done == 1 else 0):
+            if os.path.exists(HOLD):
+                break
+            time.sleep(0.01)
 
 
     async def main(journal_path, recipients, chunk, reconcile):
@@ -86,6 +98,7 @@ def _env(url: str) -> dict[str, str]:
         "HYBER_LOGIN": DEMO_ACCOUNT.login,
         "HYBER_PASSWORD": DEMO_ACCOUNT.password,
         "HYBER_BASE_URL": url,
+        "HYBER_DR_BASE_URL": url,
     }
 
 
@@ -126,6 +139,68 @@ def test_sigkill_mid_campaign_then_resume_sends_everyone_exactly_once(tmp_path: 
     assert len(counts) == RECIPIENTS
     assert set(counts.values()) == {1}
     assert emulator.ledger.duplicates() == {}
+
+
+def test_a_second_process_on_a_journal_in_use_is_refused_and_sends_nothing(
+    tmp_path: Path,
+) -> None:
+    """Two runs of one campaign on one journal at once (an overlapping cron job): the second
+    fails at once naming the holder, and the ledger has every recipient exactly once."""
+    script = tmp_path / "campaign.py"
+    script.write_text(CAMPAIGN_SCRIPT, encoding="utf-8")
+    journal_path = tmp_path / "campaign.journal"
+    go = tmp_path / "go"
+    emulator = create_app(EmulatorConfig(time_scale=1000))
+    with serving_emulator(emulator) as url:
+        argv = [sys.executable, str(script), str(journal_path), str(RECIPIENTS), str(CHUNK)]
+        env = {**_env(url), "HOLD_UNTIL": str(go)}
+        with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True) as first:
+            assert first.stdout is not None
+            assert first.stdout.readline().startswith("done")  # holds the journal, paused
+            second = subprocess.run(argv, env=_env(url), capture_output=True, text=True, timeout=60)
+            go.touch()
+            rest = first.stdout.read()
+        assert first.returncode == 0
+    assert second.returncode == 1
+    assert "JournalLockedError" in second.stderr
+    assert f"the journal {journal_path} is in use by pid {first.pid} on " in second.stderr
+    assert second.stdout == ""
+    assert rest.splitlines()[-1] == f"finished {RECIPIENTS} 0 0"
+    counts = emulator.ledger.counts()
+    assert len(counts) == RECIPIENTS
+    assert set(counts.values()) == {1}
+
+
+HOLDER_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import time
+
+    from hyber_async.journal import SqliteJournal
+
+    with SqliteJournal(sys.argv[1]):
+        print("holding", flush=True)
+        time.sleep(60)
+    """
+)
+
+
+def test_the_lock_of_a_journal_ends_with_its_process_killed_by_sigkill(tmp_path: Path) -> None:
+    """A holder killed with SIGKILL (no close, no cleanup) leaves the journal free to open."""
+    journal_path = tmp_path / "campaign.journal"
+    argv = [sys.executable, "-c", HOLDER_SCRIPT, str(journal_path)]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline() == "holding\n"
+            with pytest.raises(JournalLockedError, match=f"in use by pid {holder.pid} on "):
+                SqliteJournal(journal_path)
+        finally:
+            os.kill(holder.pid, signal.SIGKILL)
+            holder.wait()
+    assert holder.returncode == -signal.SIGKILL
+    with SqliteJournal(journal_path) as journal:
+        assert journal.entries() == {}
 
 
 @pytest.fixture(autouse=True)

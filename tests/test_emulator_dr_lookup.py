@@ -1,4 +1,5 @@
-"""The emulator's delivery-report lookups: GET api/dr/{message_id}/simple and by extra_id."""
+"""The emulator's delivery-report lookups (chapter 5): GET api/dr/{message_id}/{detail} and
+api/dr/external/{extra_id}/{detail}, answered in the documented simple and advanced shapes."""
 
 from __future__ import annotations
 
@@ -76,15 +77,23 @@ async def send(client: httpx.AsyncClient, body: bytes, path: str = "batch/sync")
     return answer.json()
 
 
-def by_extra_id(extra_id: str) -> str:
+def by_extra_id(extra_id: str, detail: str = "simple") -> str:
     """The lookup path of ``extra_id``, percent-encoded as a client sends it."""
-    return f"{API}/api/dr/external/{quote(extra_id, safe='')}/simple"
+    return f"{API}/api/dr/external/{quote(extra_id, safe='')}/{detail}"
 
 
-async def test_a_final_message_answers_its_delivery_report_in_the_shape_of_example_19(
+def doc(name: str) -> dict[str, Any]:
+    """The chapter 5 example whose fixture name starts with ``name``."""
+    (path,) = (FIXTURES / "dr_single").glob(f"{name}*.json")
+    data: dict[str, Any] = orjson.loads(path.read_bytes())
+    return data
+
+
+async def test_a_final_message_answers_the_documented_simple_shape(
     http: tuple[httpx.AsyncClient, Emulator],
 ) -> None:
-    """Once delivered, the lookup by message_id is example 19's object for that message."""
+    """Once delivered, the simple lookup has exactly the keys of chapter 5's example, in its
+    order (no ``clicks`` without ``ctr``), with this message's values."""
     client, emulator = http
     sent = await send(client, sms_batch("AD-1", "AD-2"))
     message_id = sent["messages"][1]["message_id"]
@@ -92,42 +101,125 @@ async def test_a_final_message_answers_its_delivery_report_in_the_shape_of_examp
     answer = await client.get(f"{API}/api/dr/{message_id}/simple")
     assert answer.status_code == 200
     report = answer.json()
-    assert list(report) == list(example(19))
-    assert report["number"] == 380_961_111_112
+    assert list(report) == [k for k in doc("chapter5-L040") if k != "clicks"]
+    assert report["phone_number"] == "380961111112"
     assert (report["message_id"], report["extra_id"]) == (message_id, "AD-2")
-    assert (report["status"], report["hyber_status"], report["sent_via"]) == (2, 23011, "sms")
+    assert (report["status"], report["hyber_status"], report["last_partner"]) == (2, 23011, "sms")
     assert report["time"] == emulator.clock.now_ms() - 5_000
 
 
-async def test_the_answer_decodes_as_a_delivery_report(
+async def test_the_answers_decode_as_the_lookup_models(
     http: tuple[httpx.AsyncClient, Emulator],
 ) -> None:
-    """The body reads as the client's DeliveryReport model, delivered."""
+    """The bodies read as the client's SimpleDeliveryReport and AdvancedDeliveryReport."""
     client, emulator = http
     await send(client, sms_batch("AD-1"))
     emulator.clock.advance(10)
-    answer = await client.get(by_extra_id("AD-1"))
-    report = converter.loads(answer.content, hy.DeliveryReport)
-    assert (report.extra_id, report.delivered, report.phone_number) == ("AD-1", True, 380961111111)
+    simple = converter.loads(
+        (await client.get(by_extra_id("AD-1"))).content, hy.SimpleDeliveryReport
+    )
+    assert (simple.extra_id, simple.delivered, simple.phone_number) == (
+        "AD-1",
+        True,
+        "380961111111",
+    )
+    answer = await client.get(by_extra_id("AD-1", "advanced"))
+    advanced = converter.loads(answer.content, hy.AdvancedDeliveryReport)
+    assert advanced.reports == (simple,)
+    assert (advanced.started, advanced.processing, advanced.delivered_via) == (True, False, "sms")
+    assert advanced.channels == (hy.ChannelTtl("sms", 300),)
 
 
 async def test_a_message_not_final_yet_has_status_minus_one_and_no_final_codes(
     http: tuple[httpx.AsyncClient, Emulator],
 ) -> None:
-    """Before its final status: status -1, acceptance time, no hyber_status nor sent_via."""
+    """Before its final status: status -1, last_partner "hyber", acceptance time, no codes."""
     client, emulator = http
     accepted_ms = emulator.clock.now_ms()
     sent = await send(client, sms_batch("AD-1"))
     emulator.clock.advance(1)
     answer = await client.get(by_extra_id("AD-1"))
     assert answer.status_code == 200
+    message_id = sent["messages"][0]["message_id"]
     assert answer.json() == {
-        "number": 380_961_111_111,
+        "phone_number": "380961111111",
+        "last_partner": "hyber",
+        "message_id": message_id,
+        "extra_id": "AD-1",
         "time": accepted_ms,
         "status": hy.Status.NOT_FINAL,
-        "message_id": sent["messages"][0]["message_id"],
-        "extra_id": "AD-1",
     }
+    advanced = (await client.get(by_extra_id("AD-1", "advanced"))).json()
+    assert advanced == {
+        "reports": [
+            {
+                "phone_number": "380961111111",
+                "last_partner": "sms",
+                "message_id": message_id,
+                "extra_id": "AD-1",
+                "time": accepted_ms,
+                "status": hy.Status.NOT_FINAL,
+            }
+        ],
+        "started": True,
+        "processing": True,
+        "delivered_via": "hyber",
+        "channels": [{"channel": "sms", "ttl": 300}],
+    }
+
+
+async def test_the_advanced_report_lists_each_channel_attempt_in_the_documented_shape() -> None:
+    """Viber expired then SMS delivered: two reports (viber 3/35, sms 2/23 with its parts),
+    delivered_via sms, the channels with their ttl, clicks with ctr; the keys of chapter 5."""
+    config = EmulatorConfig(
+        time_scale=0,
+        outcomes={
+            "viber": ChannelOutcomes(deliver=0.0, fail=0.0),
+            "sms": ChannelOutcomes(deliver=1.0, fail=0.0, deliver_after=5.0),
+        },
+    )
+    emulator = create_app(config)
+    body = example(1)
+    body["channel_options"]["viber"]["ctr"] = True
+    body["messages"] = [{"phone_number": 380961111111, "extra_id": "AD-1", "text": "Hi"}]
+    transport = httpx.ASGITransport(app=emulator)
+    async with httpx.AsyncClient(transport=transport, base_url="http://e", auth=AUTH) as client:
+        accepted_ms = emulator.clock.now_ms()
+        await send(client, orjson.dumps(body), "batch")
+        emulator.clock.advance(60 + 5)
+        advanced = (await client.get(by_extra_id("AD-1", "advanced"))).json()
+        simple = (await client.get(by_extra_id("AD-1"))).json()
+    documented = doc("chapter5-L073")
+    assert list(advanced) == list(documented)
+    viber, sms = advanced["reports"]
+    assert set(viber) == set(documented["reports"][0])
+    assert set(sms) == set(documented["reports"][1])
+    assert (viber["last_partner"], viber["status"], viber["substatus"]) == ("viber", 3, 35)
+    assert viber["time"] == accepted_ms + 60_000
+    assert (sms["last_partner"], sms["status"], sms["hyber_status"]) == ("sms", 2, 23011)
+    assert sms["time"] == accepted_ms + 65_000
+    assert (advanced["started"], advanced["processing"], advanced["delivered_via"]) == (
+        True,
+        False,
+        "sms",
+    )
+    assert advanced["channels"] == [{"channel": "viber", "ttl": 60}, {"channel": "sms", "ttl": 300}]
+    assert simple == {**sms, "clicks": advanced["clicks"]}
+
+
+async def test_a_message_whose_start_time_has_not_come_is_not_started(
+    http: tuple[httpx.AsyncClient, Emulator],
+) -> None:
+    """A future start_time: advanced answers started false, no reports, processing false."""
+    client, _ = http
+    body = orjson.loads(sms_batch("AD-1"))
+    body["start_time"] = "2999-01-01 00:00:00+00:00"
+    await send(client, orjson.dumps(body), "batch")
+    advanced = (await client.get(by_extra_id("AD-1", "advanced"))).json()
+    assert (advanced["reports"], advanced["started"], advanced["processing"]) == ([], False, False)
+    assert advanced["delivered_via"] == "hyber"
+    simple = (await client.get(by_extra_id("AD-1"))).json()
+    assert (simple["status"], simple["last_partner"]) == (hy.Status.NOT_FINAL, "hyber")
 
 
 async def test_an_undelivered_message_reports_its_failure_codes() -> None:
@@ -185,7 +277,7 @@ async def test_sync_items_rejected_in_between_do_not_shift_the_lookup(
     assert [m["accepted"] for m in sent["messages"]] == [True, False, True]
     answer = (await client.get(by_extra_id("AD-3"))).json()
     assert answer["message_id"] == sent["messages"][2]["message_id"]
-    assert answer["number"] == body["messages"][2]["phone_number"]
+    assert answer["phone_number"] == str(body["messages"][2]["phone_number"])
     missing = await client.get(by_extra_id("AD-bad"))
     assert missing.status_code == 404
 
@@ -209,6 +301,8 @@ async def test_extra_ids_with_reserved_characters_are_found(
         "api/dr/00000000-0000-4000-8000-000000000000/simple",
         "api/dr/not-a-message-id/simple",
         "api/dr/external//simple",
+        "api/dr/external/never-sent/advanced",
+        "api/dr/not-a-message-id/advanced",
     ],
 )
 async def test_an_unknown_id_is_404_with_the_error_body(
@@ -223,9 +317,9 @@ async def test_an_unknown_id_is_404_with_the_error_body(
     assert "No message with" in answer.json()["error_text"]
 
 
-@pytest.mark.parametrize("path", ["api/dr/x/advanced", "api/dr", "api/dr/external/x/y"])
+@pytest.mark.parametrize("path", ["api/dr/x/detailed", "api/dr", "api/dr/external/x/y"])
 async def test_other_dr_paths_are_404(http: tuple[httpx.AsyncClient, Emulator], path: str) -> None:
-    """Only the two /simple lookups are served."""
+    """Only the /simple and /advanced lookups are served."""
     client, _ = http
     answer = await client.get(f"{API}/{path}")
     assert answer.status_code == 404

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,7 +12,13 @@ from typing import Any
 import pytest
 
 import hyber_async as hy
-from hyber_async.journal import JournalMismatchError, SqliteJournal
+from hyber_async.journal import (
+    JournalLockedError,
+    JournalMismatchError,
+    JournalNotFoundError,
+    JournalWriteError,
+    SqliteJournal,
+)
 from hyber_async.testing import emulated_client
 
 pytestmark = pytest.mark.anyio
@@ -155,15 +164,136 @@ async def test_an_explicit_other_run_id_is_refused(tmp_path: Path) -> None:
                 await env.client.stream_broadcast(CAMPAIGN, rows(4), run_id="two", journal=journal)
 
 
-@pytest.mark.parametrize("content", [None, b""])
-def test_resume_only_refuses_a_missing_or_empty_journal(
-    tmp_path: Path, content: bytes | None
+def test_a_second_opener_of_a_held_journal_fails_at_once_naming_the_holder(
+    tmp_path: Path,
 ) -> None:
-    """``create=False`` opens only a journal that holds something: a missing or zero-byte file
-    is refused by name (it would otherwise start the campaign again)."""
+    """One run per journal: while it is open, opening it again (here, in the same process)
+    raises JournalLockedError with the path and the holder; after close() it opens."""
     path = tmp_path / "j.sqlite"
-    if content is not None:
-        path.write_bytes(content)
-    with pytest.raises(JournalMismatchError, match=r"j\.sqlite.*nothing to resume"):
+    with SqliteJournal(path):
+        with pytest.raises(JournalLockedError) as caught:
+            SqliteJournal(path)
+        assert caught.value.path == str(path)
+        assert caught.value.holder == f"pid {os.getpid()} on {socket.gethostname()}"
+        assert str(path) in str(caught.value)
+        assert f"pid {os.getpid()}" in str(caught.value)
+        assert isinstance(caught.value, JournalMismatchError)  # one handler for every refusal
+    with SqliteJournal(path) as journal:
+        assert journal.entries() == {}
+
+
+@pytest.mark.parametrize("state", ["missing", "zero bytes", "no run", "not sqlite"])
+def test_resume_only_refuses_a_journal_with_nothing_to_resume(tmp_path: Path, state: str) -> None:
+    """create=False refuses a journal that would silently start the campaign again; it
+    creates no file."""
+    path = tmp_path / "j.sqlite"
+    if state == "zero bytes":
+        path.touch()
+    elif state == "no run":
+        SqliteJournal(path).close()
+    elif state == "not sqlite":
+        path.write_text("phone_number\n380500000000\n", encoding="utf-8")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(JournalNotFoundError, match=rf"{path}: .*nothing to resume") as caught:
         SqliteJournal(path, create=False)
-    assert path.exists() == (content is not None)
+    assert isinstance(caught.value, JournalMismatchError)  # one handler for every refusal
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+async def test_resume_only_opens_a_journal_that_recorded_a_run(tmp_path: Path) -> None:
+    """create=False resumes a journal with a run: nothing is sent again."""
+    path = tmp_path / "j.sqlite"
+    async with emulated_client() as env:
+        with SqliteJournal(path) as journal:
+            await env.client.stream_broadcast(CAMPAIGN, rows(20), chunk_size=10, journal=journal)
+        with SqliteJournal(path, create=False) as journal:
+            again = await env.client.stream_broadcast(
+                CAMPAIGN, rows(20), chunk_size=10, journal=journal
+            )
+    assert again.accepted == 20
+    assert env.emulator.ledger.requests == 2
+
+
+class FullDisk(SqliteJournal):
+    """A journal whose writes fail from the first write of chunk 2 in ``state`` on, as on a
+    full disk."""
+
+    def __init__(self, path: Path, state: hy.ChunkState) -> None:
+        super().__init__(path)
+        self.fail_on = state
+        self.full = False
+
+    def save(self, record: hy.ChunkRecord) -> None:
+        self.full = self.full or (record.number == 2 and record.state is self.fail_on)
+        if self.full:
+            raise sqlite3.OperationalError("disk I/O error")
+        super().save(record)
+
+
+def assert_settled(report: hy.SendReport) -> None:
+    """Every chunk final, every recipient read counted once, failures() lists the rest."""
+    assert all(chunk.outcome is not None for chunk in report.chunks)
+    assert sum(report.counts.values()) == report.read
+    assert len(list(report.failures())) == report.read - report.accepted
+
+
+@pytest.mark.parametrize("state", [hy.ChunkState.IN_FLIGHT, hy.ChunkState.ACCEPTED])
+async def test_a_journal_that_cannot_be_written_stops_the_send_with_a_settled_report(
+    tmp_path: Path, state: hy.ChunkState
+) -> None:
+    """Disk full while journaling: one JournalWriteError naming the journal, the report settled
+    in memory; no chunk leaves unrecorded, and a resume + reconcile sends everyone once."""
+    path = tmp_path / "j.sqlite"
+    report = hy.SendReport()
+    async with emulated_client() as env:
+        env.emulator.faults.update({"latency": 0.01})
+        with FullDisk(path, state) as journal, pytest.raises(JournalWriteError) as caught:
+            await env.client.stream_broadcast(
+                CAMPAIGN, rows(80), chunk_size=10, concurrency=2, journal=journal, report=report
+            )
+        error = caught.value
+        assert error.report is report
+        assert error.journal == repr(journal)
+        assert str(path) in str(error)
+        assert f"could not record chunk 2 as {state.value}: disk I/O error" in str(error)
+        assert repr(report) in str(error)
+        assert isinstance(error.__cause__, sqlite3.OperationalError)
+        assert_settled(report)
+        assert not report.complete
+        assert report.aborted is not None
+        assert report.read < 80
+        assert report.unknown == 0
+        assert env.emulator.ledger.accepted == report.accepted
+        if state is hy.ChunkState.IN_FLIGHT:
+            assert report.chunks[2].state is hy.ChunkState.NOT_SENT
+        else:
+            assert report.chunks[2].state is hy.ChunkState.ACCEPTED
+
+        env.emulator.faults.clear()
+        with SqliteJournal(path) as journal:
+            resumed = await env.client.stream_broadcast(
+                CAMPAIGN, rows(80), chunk_size=10, journal=journal
+            )
+            await env.client.reconcile(resumed, resend=True, journal=journal)
+    assert resumed.accepted == 80
+    assert env.emulator.ledger.accepted == 80
+    assert env.emulator.ledger.duplicates() == {}
+
+
+async def test_sqlite_disk_full_raises_journal_write_error(tmp_path: Path) -> None:
+    """SQLite's own "database or disk is full" (its page limit reached): the same one error,
+    the report settled."""
+    path = tmp_path / "j.sqlite"
+    async with emulated_client() as env:
+        with SqliteJournal(path) as journal:
+            # The connection may not grow the file past its size now: the chunk table's first
+            # page fills after a few dozen chunks. (A full tmpfs would need root to mount.)
+            db = journal._db
+            db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")
+            with pytest.raises(JournalWriteError) as caught:
+                await env.client.stream_broadcast(
+                    CAMPAIGN, rows(500), chunk_size=1, journal=journal
+                )
+    assert "database or disk is full" in str(caught.value)
+    assert_settled(caught.value.report)
+    assert 0 < caught.value.report.accepted < 500

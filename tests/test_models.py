@@ -103,16 +103,32 @@ def test_unknown_fields_from_the_server_are_ignored(
     assert unknown not in converter.dumps(obj)
 
 
-def test_legacy_request_fields_are_ignored() -> None:
-    """Legacy fields of third-party clients (is_promotional, ios_expirity_text) are ignored."""
-    data = {
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"is_promotional": False}, "is_promotional"),
+        ({"channel_options": {"viber": {"ttl": 60, "thumbnale": "x"}}}, "viber.thumbnale"),
+        ({"channel_options": {"viber": {"ttl": 60, "ios_expirity_text": "x"}}}, "ios_expirity"),
+    ],
+    ids=["top-level", "misspelt-option", "legacy-option"],
+)
+def test_request_read_from_a_mapping_refuses_an_unknown_key(data: dict, field: str) -> None:
+    """A campaign read from a mapping never drops a key silently: a key no model field takes
+    (a misspelt option, a legacy field of third-party clients) is an error naming it."""
+    wire = {
         "messages": [{"phone_number": 380961111111, "text": "Hi"}],
-        "is_promotional": False,
         "channels": ["viber"],
-        "channel_options": {"viber": {"ttl": 60, "ios_expirity_text": "expired"}},
+        "channel_options": {"viber": {"ttl": 60}},
+        **data,
     }
-    request = converter.loads(orjson.dumps(data), hy.BatchRequest)
-    assert request.campaign.channel_options.viber == hy.ViberOptions(ttl=60)
+    with pytest.raises(hy.ValidationError, match=field):
+        converter.loads(orjson.dumps(wire), hy.BatchRequest)
+
+
+def test_options_structured_directly_refuse_an_unknown_key() -> None:
+    """Structuring a channel's options on their own refuses an unknown key too."""
+    with pytest.raises(Exception, match="thumbnale"):
+        converter.structure({"ttl": 60, "thumbnale": "x"}, hy.ViberOptions)
 
 
 @pytest.mark.parametrize("phone", [b"380961111111", b'"380961111111"'], ids=["number", "string"])
@@ -276,8 +292,8 @@ def test_models_are_frozen() -> None:
 
 def test_an_unknown_channel_is_a_validation_error_naming_its_position() -> None:
     """Campaign(channels=...) refuses an unknown channel with a ValidationError naming it."""
-    with pytest.raises(hy.ValidationError, match=r"channels\[1\]: unknown channel 'push'"):
-        hy.Campaign(channels=("sms", "push"), channel_options=hy.ChannelOptions())
+    with pytest.raises(hy.ValidationError, match=r"channels\[1\]: unknown channel 'telegram'"):
+        hy.Campaign(channels=("sms", "telegram"), channel_options=hy.ChannelOptions())
 
 
 def test_a_request_with_an_unknown_channel_does_not_decode() -> None:

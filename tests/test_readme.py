@@ -56,6 +56,7 @@ def test_readme_example_runs(index: int, tmp_path: Path) -> None:
             "HYBER_LOGIN": DEMO_ACCOUNT.login,
             "HYBER_PASSWORD": DEMO_ACCOUNT.password,
             "HYBER_BASE_URL": url,
+            "HYBER_DR_BASE_URL": url,
         }
         done = subprocess.run(
             [sys.executable, str(script)],

@@ -40,7 +40,7 @@ async def test_delivery_report_lookup_by_extra_id_and_message_id() -> None:
     assert by_extra_id is not None
     assert by_message_id is not None
     assert by_extra_id.message_id == by_message_id.message_id == message_id
-    assert by_extra_id.phone_number == 380500000000
+    assert by_extra_id.phone_number == "380500000000"
     assert missing is None
 
 

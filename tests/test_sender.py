@@ -370,3 +370,70 @@ async def test_memory_stays_flat_whatever_the_input_size(anyio_backend: str) -> 
     large = await _peak_traced_bytes(1_000_000)
     assert large < small * 1.25
     assert large < 60 * 2**20
+
+
+class SourceFailure(Exception):
+    """What a caller's source raises in the tests below."""
+
+
+@pytest.mark.parametrize("kind", ["iterable", "async iterable"])
+async def test_a_failing_source_raises_its_own_error_after_settling(kind: str) -> None:
+    """A source that raises mid-way: the caller gets that exception itself (no
+    ExceptionGroup); the chunks sent before get their answers and the report partitions."""
+
+    def broken() -> Iterator[dict[str, Any]]:
+        yield from rows(25)
+        raise SourceFailure("row 25 is unreadable")
+
+    async def broken_async() -> AsyncIterator[dict[str, Any]]:
+        for row in broken():
+            yield row
+
+    source = broken() if kind == "iterable" else broken_async()
+    report = hy.SendReport()
+    async with emulated_client() as env:
+        env.emulator.faults.update({"latency": 0.02})
+        with pytest.raises(SourceFailure, match="row 25"):
+            await env.client.stream_broadcast(
+                CAMPAIGN, source, chunk_size=10, concurrency=2, report=report
+            )
+    assert report.read == 20
+    assert report.accepted == 20
+    assert_partition(report, 20)
+    assert not report.complete
+    assert report.aborted == "SourceFailure: row 25 is unreadable"
+    assert env.emulator.ledger.accepted == 20
+
+
+async def test_a_closed_client_sends_nothing_and_raises_its_error() -> None:
+    """A send on a closed client: every chunk is NOT_SENT (none left), and the caller gets
+    httpx's own error, not an ExceptionGroup."""
+    client = hy.HyberClient("1", "user", "password", base_url="http://127.0.0.1:9")
+    await client.aclose()
+    report = hy.SendReport()
+    with pytest.raises(RuntimeError, match="closed"):
+        await client.stream_broadcast(CAMPAIGN, rows(30), chunk_size=10, report=report)
+    assert report.read > 0
+    assert report.not_sent == report.read
+    assert report.unknown == 0
+    assert_partition(report, report.read)
+    assert all(f.reason == "not sent: the client is closed" for f in report.failures())
+
+
+async def test_a_failing_progress_callback_raises_its_own_error() -> None:
+    """on_progress raising: its exception, not an ExceptionGroup; the input is read no further
+    (a chunk already handed to the worker may still go) and the report partitions."""
+
+    def fail(progress: hy.Progress) -> None:
+        raise SourceFailure(f"callback failed after {progress.chunks_done} chunk(s)")
+
+    report = hy.SendReport()
+    async with emulated_client() as env:
+        with pytest.raises(SourceFailure, match="after 1 chunk"):
+            await env.client.stream_broadcast(
+                CAMPAIGN, rows(100), chunk_size=10, concurrency=1, on_progress=fail, report=report
+            )
+    assert report.accepted in (10, 20)
+    assert report.unknown == 0
+    assert_partition(report, report.read)
+    assert env.emulator.ledger.accepted == report.accepted

@@ -307,19 +307,19 @@ def test_unknown_channel_in_a_raw_request() -> None:
     """An unknown channel in a raw wire dict is named by its position in channels."""
     wire = {
         "messages": [{"phone_number": 380961111111, "text": "Hi"}],
-        "channels": ["viber", "push"],
-        "channel_options": {"viber": {"ttl": 60}, "push": {}},
+        "channels": ["viber", "telegram"],
+        "channel_options": {"viber": {"ttl": 60}, "telegram": {}},
     }
     problems = check_request(wire, Kind.BATCH)
     assert [str(p) for p in problems] == [
-        "channels[1]: unknown channel 'push' (known: viber, sms, whatsapp)"
+        "channels[1]: unknown channel 'telegram' (known: viber, sms, whatsapp, push)"
     ]
 
 
 def test_unknown_channel_in_a_campaign() -> None:
     """A Campaign cannot be built with an unknown channel."""
-    with pytest.raises(ValueError, match="push"):
-        hy.Campaign(channels=("push",), channel_options=hy.ChannelOptions())
+    with pytest.raises(ValueError, match="telegram"):
+        hy.Campaign(channels=("telegram",), channel_options=hy.ChannelOptions())
 
 
 def test_raw_request_counts_its_items() -> None:

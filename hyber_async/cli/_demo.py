@@ -27,6 +27,7 @@ from .._models import (
     Channel,
     ChannelOptions,
     DeliveryReport,
+    PushOptions,
     SmsOptions,
     ViberOptions,
     WhatsAppOptions,
@@ -58,7 +59,7 @@ def add(commands: Any) -> None:
     parser.add_argument(
         "--channels",
         default="viber,sms",
-        help="cascade order, comma-separated among viber, sms, whatsapp",
+        help="cascade order, comma-separated among viber, sms, whatsapp, push",
     )
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight")
     parser.add_argument(
@@ -83,6 +84,9 @@ def _campaign(channels: list[Channel], callback_url: str) -> Campaign:
             if Channel.SMS in channels
             else None,
             whatsapp=WhatsAppOptions(ttl=3600, text=text) if Channel.WHATSAPP in channels else None,
+            push=PushOptions(ttl=60, title="Your order", text=text)
+            if Channel.PUSH in channels
+            else None,
         ),
         callback_url=callback_url,
         tag="hyber-async demo",

@@ -92,10 +92,11 @@ def _run_emulator(args: argparse.Namespace) -> int:
         print(f"  admin:     {url}/_emulator/ledger  (also /faults, /clock, /callbacks)")
         print(
             f"  HyberClient(client_id={account.client_id!r}, login={account.login!r}, "
-            f"password=..., base_url={url!r})",
+            f"password=..., base_url={url!r}, dr_base_url={url!r})",
         )
         settings = {
             "HYBER_BASE_URL": url,
+            "HYBER_DR_BASE_URL": url,
             "HYBER_CLIENT_ID": account.client_id,
             "HYBER_LOGIN": account.login,
             "HYBER_PASSWORD": account.password,

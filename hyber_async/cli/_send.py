@@ -80,7 +80,7 @@ from ._console import Bar, Console
 
 __all__ = ["add"]
 
-_CHANNELS: Final = ("viber", "sms", "whatsapp")
+_CHANNELS: Final = ("viber", "sms", "whatsapp", "push")
 _OPTION_FLAGS: Final = (
     ("viber", "ttl", int, "seconds a Viber message may wait (40-86400)"),
     ("viber", "text", str, "Viber text"),
@@ -90,6 +90,9 @@ _OPTION_FLAGS: Final = (
     ("sms", "text", str, "SMS text"),
     ("whatsapp", "ttl", int, "seconds a WhatsApp message may wait (1-604800)"),
     ("whatsapp", "text", str, "WhatsApp text"),
+    ("push", "ttl", int, "seconds a push message may wait (30-86400)"),
+    ("push", "title", str, "push title (up to 20 characters)"),
+    ("push", "text", str, "push text"),
 )
 """``--{channel}-{option}`` flags: they set ``channel_options.{channel}.{option}``."""
 _TOP_FLAGS: Final = (

@@ -1,15 +1,18 @@
-"""The emulator: an ASGI app of the five endpoints, plus its Python handle.
+"""The emulator: an ASGI app of the API's endpoints, plus its Python handle.
 
 API routes, under ``/{client_id}/``: ``POST batch``, ``POST batch/sync``, ``POST broadcast``,
-``POST broadcast/sync``, ``GET status/{job_id}``, and the delivery-report lookups of the fuller
-protocol, ``GET api/dr/{message_id}/simple`` and ``GET api/dr/external/{extra_id}/simple``
-(Hyber serves these on another host, ``dr-v2-{site}.hyber.im``; the emulator under the same base
-URL). A lookup answers one delivery report of the message as it is now (see
-``current_report``); by ``extra_id``, the message accepted last with it; 404 (40401) when no
-message of this client has that id. Admin routes (no auth; a local tool), under
-``/_emulator/``: ``GET ledger`` (``?extra_id=X`` adds its ``count``, ``?counts=1`` every count),
-``GET|POST|DELETE faults``, ``GET|POST clock`` (``{"advance": seconds}``), ``GET callbacks``,
-``GET messages/{message_id}`` (the message as rendered for each channel, and its status).
+``POST broadcast/sync``, ``GET status/{job_id}``, ``POST /{client_id}`` itself (one message,
+chapter 2), and the delivery-report lookups (chapter 5), ``GET api/dr/{message_id}/{detail}``
+and ``GET api/dr/external/{extra_id}/{detail}``, ``detail`` being ``simple`` or ``advanced``
+(Hyber serves single messages on ``api-v2-{site}.hyber.im`` and lookups on
+``dr-v2-{site}.hyber.im``; the emulator serves all under its one base URL). A lookup answers
+the message as it is now (see ``simple_report`` and ``advanced_report``); by ``extra_id``, the
+message accepted last with it; 404 (40401) when no message of this client has that id.
+Admin routes (no auth; a local tool), under ``/_emulator/``: ``GET ledger`` (``?extra_id=X``
+adds its ``count``, ``?counts=1`` every count), ``GET|POST|DELETE faults``, ``GET|POST clock``
+(``{"advance": seconds}``), ``GET callbacks``, ``GET messages/{message_id}`` (the message as
+rendered for each channel, and its status), ``POST replies`` (``{"url", "message_id" or
+"extra_id", ...content}``: see ``Emulator.reply``).
 
 The error answers are ``{"error_code", "error_text"}`` with the HTTP status of the table in
 ``ErrorCodes``; validation reuses the project's one rule set, so the texts name the item
@@ -24,7 +27,7 @@ import hashlib
 import hmac
 import random
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Final
 from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
@@ -38,7 +41,7 @@ from anyio.abc import TaskStatus
 from .._codec import parse_start_time
 from .._errors import Problem
 from .._models import ErrorCode
-from .._validation import MAX_ITEMS, Kind, check_request, item_rules
+from .._validation import MAX_ITEMS, MESSAGE_KEYS, Kind, check_message, check_request, item_rules
 from ._callbacks import Callbacks
 from ._cascade import Cascade
 from ._clock import Clock
@@ -46,7 +49,7 @@ from ._config import Account, EmulatorConfig
 from ._faults import Fault
 from ._ledger import Ledger
 from ._state import Job, Store
-from ._status import current_report, status_items, status_json
+from ._status import advanced_report, simple_report, status_items, status_json
 
 __all__ = ["Emulator", "ErrorCodes", "create_app"]
 
@@ -62,7 +65,18 @@ KYIV: Final = ZoneInfo("Europe/Kyiv")
 _LISTED_PROBLEMS: Final = 5
 _DR_PREFIX: Final = ("api", "dr")
 _DR_EXTERNAL: Final = "external/"
-_DR_SIMPLE: Final = "/simple"
+_DR_ANSWERS: Final = {"simple": simple_report, "advanced": advanced_report}
+REPLY_CONTENT: Final = (
+    "text_from_subscriber",
+    "file_name",
+    "media",
+    "image_url",
+    "video_url",
+    "audio_url",
+    "doc_url",
+    "location",
+)
+"""The content fields of a user reply (chapter 6 and 8), which ``Emulator.reply`` takes."""
 
 
 class ErrorCodes:
@@ -82,7 +96,8 @@ class ErrorCodes:
     FORBIDDEN: Final = 40301
     """403: the credentials belong to another ``client_id``."""
     NOT_FOUND: Final = 40401
-    """404: unknown path, or a job id this client does not have."""
+    """404: unknown path, a job id this client does not have, or a lookup of a message it
+    does not have (the answer the client reads as "not found")."""
     METHOD_NOT_ALLOWED: Final = 40501
     """405: e.g. GET on ``batch``."""
     TOO_MANY_ITEMS: Final = 41301
@@ -110,6 +125,17 @@ def _error(
     status: int, code: int, text: str, headers: tuple[tuple[bytes, bytes], ...] = ()
 ) -> _Answer:
     return _json(status, {"error_code": code, "error_text": text}, headers)
+
+
+def _json_object(body: bytes) -> dict[str, Any] | _Answer:
+    """The request ``body`` as a JSON object, or the 400 answer saying why it is not one."""
+    try:
+        wire = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return _error(400, ErrorCodes.MALFORMED_JSON, f"Malformed JSON: {exc}")
+    if not isinstance(wire, dict):
+        return _error(400, ErrorCodes.MALFORMED_JSON, "The body must be a JSON object")
+    return wire
 
 
 def _problems_text(problems: Sequence[Problem]) -> str:
@@ -212,6 +238,66 @@ class Emulator:
             "content": job.render(index),
             "status": status_items(job, self.clock.now_ms(), [index])[0],
         }
+
+    def reply(
+        self,
+        url: str,
+        *,
+        message_id: str | None = None,
+        extra_id: str | None = None,
+        **content: str,
+    ) -> dict[str, Any]:
+        """Make the subscriber of an accepted message reply (2-way, chapter 6): the reply is
+        queued for one POST to ``url``, sent and retried like the delivery reports (while
+        ``run`` runs), and returned.
+
+        The message is ``message_id``'s, or the last one accepted with ``extra_id``; the reply
+        comes on the first of Viber and WhatsApp in its cascade. ``content`` holds reply fields
+        of ``REPLY_CONTENT`` (default: a ``text_from_subscriber``). A Viber reply is shaped as
+        the documented Viber example (``phone`` with ``+``, Kyiv time, ``message_id``,
+        ``extra_id``, ``text_to_subscriber``), a WhatsApp one as the WhatsApp example (UTC time,
+        ``umid``: the emulator gives the message id). Raises ``LookupError`` when there is no
+        such message and ``ValueError`` for a message without Viber or WhatsApp, or an unknown
+        or non-string content field.
+        """
+        if message_id is not None:
+            found = self.store.find_message(message_id)
+        else:
+            latest = self.ledger.latest(extra_id) if extra_id else None
+            job = None if latest is None else self.store.job(latest[0])
+            found = None if job is None or latest is None else (job, latest[1])
+        if found is None:
+            which = f"message_id {message_id!r}" if message_id else f"extra_id {extra_id!r}"
+            raise LookupError(f"no accepted message with {which}")
+        job, index = found
+        channel = next((c for c in job.channels if c in ("viber", "whatsapp")), None)
+        if channel is None:
+            raise ValueError(f"replies come from Viber or WhatsApp, not {list(job.channels)}")
+        unknown = sorted(k for k, v in content.items() if k not in REPLY_CONTENT)
+        if unknown or not all(type(v) is str for v in content.values()):
+            raise ValueError(f"reply content: string fields of {REPLY_CONTENT} only ({unknown})")
+        now = self.clock.now()
+        phone = str(job.phones[index])
+        reply: dict[str, Any]
+        if channel == "viber":
+            reply = {
+                "phone": f"+{phone}",
+                "time": datetime.fromtimestamp(now, KYIV).strftime("%Y-%m-%d %H:%M:%S"),
+                "channel": channel,
+                "message_id": job.message_id(index),
+                "extra_id": job.extra_id_list()[index],
+                "text_to_subscriber": job.render(index)[channel].get("text"),
+            }
+        else:
+            reply = {
+                "channel": channel,
+                "phone": phone,
+                "time": datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "umid": job.message_id(index),
+            }
+        reply.update(content or {"text_from_subscriber": "Reply from the emulator"})
+        self.callbacks.post_reply(url, reply)
+        return reply
 
     # --- ASGI ----------------------------------------------------------------------------
 
@@ -318,7 +404,7 @@ class Emulator:
             ("broadcast",): (Kind.BROADCAST, False),
             ("broadcast", "sync"): (Kind.BROADCAST, True),
         }
-        if route not in sends:
+        if route not in sends and route != ():
             return _error(404, ErrorCodes.NOT_FOUND, f"Not found: {scope['path']}")
         if method != "POST":
             return _not_allowed("POST")
@@ -327,8 +413,9 @@ class Emulator:
             text = "Content-Type must be application/json"
             return _error(415, ErrorCodes.UNSUPPORTED_MEDIA_TYPE, text)
         if body is None:
-            text = f"Request body larger than {self.config.max_body_bytes} bytes"
-            return _error(413, ErrorCodes.TOO_MANY_ITEMS, text)
+            return self._too_large()
+        if route == ():
+            return self._send_message(account, body)
         kind, sync = sends[route]
         return self._send(account, kind, sync, body)
 
@@ -339,37 +426,54 @@ class Emulator:
         return _Answer(200, status_json(job, self.clock.now_ms()))
 
     def _dr_lookup(self, account: Account, path: str) -> _Answer:
-        """``api/dr/{message_id}/simple`` or ``api/dr/external/{extra_id}/simple``; the
+        """``api/dr/{message_id}/{detail}`` or ``api/dr/external/{extra_id}/{detail}``; the
         ``extra_id`` is everything between the two (it may hold a ``/``)."""
         parts = path.lstrip("/").split("/", 3)
-        rest = parts[3] if len(parts) == 4 else ""
+        rest, _, detail = (parts[3] if len(parts) == 4 else "").rpartition("/")
+        answer = _DR_ANSWERS.get(detail)
         found: tuple[Job, int] | None = None
-        if rest.startswith(_DR_EXTERNAL) and rest.endswith(_DR_SIMPLE):
-            extra_id: str | None = rest[len(_DR_EXTERNAL) : -len(_DR_SIMPLE)]
+        if answer is None:
+            return _error(404, ErrorCodes.NOT_FOUND, f"Not found: {path}")
+        if rest.startswith(_DR_EXTERNAL):
+            extra_id: str | None = rest[len(_DR_EXTERNAL) :]
             what = f"extra_id {extra_id!r}"
             latest = self.ledger.latest(extra_id) if extra_id else None
             job = None if latest is None else self.store.job(latest[0])
             if job is not None and latest is not None:
                 found = job, latest[1]
-        elif rest.endswith(_DR_SIMPLE) and rest.count("/") == 1:
-            message_id = rest[: -len(_DR_SIMPLE)]
-            what = f"message_id {message_id!r}"
-            found = self.store.find_message(message_id)
+        elif rest and "/" not in rest:
+            what = f"message_id {rest!r}"
+            found = self.store.find_message(rest)
             extra_id = None if found is None else found[0].extra_id_list()[found[1]]
         else:
             return _error(404, ErrorCodes.NOT_FOUND, f"Not found: {path}")
         if found is None or found[0].client_id != account.client_id:
             return _error(404, ErrorCodes.NOT_FOUND, f"No message with {what}")
         job, index = found
-        return _json(200, current_report(job, index, extra_id, self.clock.now_ms()))
+        return _json(200, answer(job, index, extra_id, self.clock.now_ms()))
+
+    def _send_message(self, account: Account, body: bytes) -> _Answer:
+        """One message (chapter 2): checked as a broadcast of one recipient, stored as a job of
+        one message (recorded in the ledger, cascaded, reported), answered with its id."""
+        wire = _json_object(body)
+        if isinstance(wire, _Answer):
+            return wire
+        problems = check_message(wire)
+        if problems:
+            code = ErrorCodes.INVALID_REQUEST
+            if problems[0].field == "phone_number":
+                code = ErrorCodes.PHONE_NUMBER_INCORRECT
+            return _error(400, code, _problems_text(problems))
+        envelope = {key: value for key, value in wire.items() if key not in MESSAGE_KEYS}
+        item = {key: wire[key] for key in MESSAGE_KEYS if key in wire}
+        job = self._create_job(account, Kind.BROADCAST, envelope, [item], body, literal=True)
+        self.ledger.record(job.extra_ids, 0, job_id=job.job_id)
+        return _json(200, {"message_id": job.message_id(0)})
 
     def _send(self, account: Account, kind: Kind, sync: bool, body: bytes) -> _Answer:
-        try:
-            wire = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            return _error(400, ErrorCodes.MALFORMED_JSON, f"Malformed JSON: {exc}")
-        if not isinstance(wire, dict):
-            return _error(400, ErrorCodes.MALFORMED_JSON, "The body must be a JSON object")
+        wire = _json_object(body)
+        if isinstance(wire, _Answer):
+            return wire
         key = kind.items_key
         problems = check_request(wire, kind)
         items = wire.get(key)
@@ -409,7 +513,11 @@ class Emulator:
         wire: Mapping[str, Any],
         items: list[Any],
         body: bytes,
+        *,
+        literal: bool = False,
     ) -> Job:
+        """Store the accepted ``items`` as a new job and schedule its reports; ``literal``
+        (a single message): its texts hold no ``%key%`` placeholders to fill."""
         cascade = self._cascade(tuple(wire["channels"]))
         digest = hashlib.blake2b(body, digest_size=16).hexdigest()
         paths = cascade.draw(random.Random(f"{self.config.seed}/{digest}"), len(items))
@@ -421,7 +529,7 @@ class Emulator:
             kind=kind,
             envelope=wire,
             items=items,
-            placeholders=item_rules(wire, kind).placeholders,
+            placeholders=frozenset() if literal else item_rules(wire, kind).placeholders,
             cascade=cascade,
             paths=paths,
             accepted_at=now,
@@ -431,12 +539,19 @@ class Emulator:
         self.callbacks.schedule(job)
         return job
 
+    def _too_large(self) -> _Answer:
+        """The answer to a request body over ``max_body_bytes`` (API and admin routes)."""
+        text = f"Request body larger than {self.config.max_body_bytes} bytes"
+        return _error(413, ErrorCodes.TOO_MANY_ITEMS, text)
+
     # --- admin ---------------------------------------------------------------------------
 
     def _admin(self, scope: Scope, body: bytes | None) -> _Answer:
         route = scope["path"].strip("/").split("/")[1:]
         method = scope["method"]
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        if body is None:
+            return self._too_large()
         try:
             data = orjson.loads(body) if body else {}
         except orjson.JSONDecodeError as exc:
@@ -459,19 +574,43 @@ class Emulator:
             return _json(200, self.faults.as_dict())
         if route == ["clock"] and method in ("GET", "POST"):
             advance = data.get("advance", 0)
-            if type(advance) not in (int, float) or advance < 0:
+            if type(advance) not in (int, float):
                 text = f"advance must be a number of seconds >= 0, got {advance!r}"
                 return _error(400, ErrorCodes.INVALID_REQUEST, text)
-            self.clock.advance(advance)
+            try:
+                self.clock.advance(advance)
+            except ValueError as exc:
+                return _error(400, ErrorCodes.INVALID_REQUEST, f"advance: {exc}")
             return _json(200, {"now": self.clock.now_ms(), "time_scale": self.clock.time_scale})
         if route == ["callbacks"] and method == "GET":
             return _json(200, attrs.asdict(self.callbacks.stats))
+        if route == ["replies"] and method == "POST":
+            return self._reply(data)
         if len(route) == 2 and route[0] == "messages" and method == "GET":
             found = self.message(route[1])
             if found is None:
                 return _error(404, ErrorCodes.NOT_FOUND, f"Message {route[1]!r} not found")
             return _json(200, found)
         return _error(404, ErrorCodes.NOT_FOUND, f"Not found: {method} {scope['path']}")
+
+    def _reply(self, data: dict[str, Any]) -> _Answer:
+        """``POST /_emulator/replies``: 202 and the reply queued, 404 or 400 otherwise."""
+        content = dict(data)
+        url, message_id, extra_id = (
+            content.pop(k, None) for k in ("url", "message_id", "extra_id")
+        )
+        if type(url) is not str or not url.startswith(("http://", "https://")):
+            return _error(400, ErrorCodes.INVALID_REQUEST, "url must be an http(s) URL")
+        if not (type(message_id) is str or (message_id is None and type(extra_id) is str)):
+            text = "give the message replied to as message_id or extra_id (a string)"
+            return _error(400, ErrorCodes.INVALID_REQUEST, text)
+        try:
+            reply = self.reply(url, message_id=message_id, extra_id=extra_id, **content)
+        except LookupError as exc:
+            return _error(404, ErrorCodes.NOT_FOUND, str(exc))
+        except (TypeError, ValueError) as exc:
+            return _error(400, ErrorCodes.INVALID_REQUEST, str(exc))
+        return _json(202, {"reply": reply})
 
 
 def _not_allowed(allowed: str) -> _Answer:

@@ -8,6 +8,8 @@ status, or failing at the transport level, is retried after ``min(callback_max_b
 callback_backoff * 2 ** (n - 1))`` real seconds, ``callback_max_attempts`` times in all; then its
 reports are dropped and counted in ``CallbackStats.dropped``. Reports are sent at least once:
 a receiver must be idempotent on ``(message_id, hyber_status)``.
+
+User replies (2-way) queued with ``post_reply`` are POSTed one object each, retried the same way.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ class CallbackStats:
     """Reports given up after ``callback_max_attempts`` failed attempts."""
     pending: int = 0
     """Reports due and not sent yet."""
+    replies: int = 0
+    """User replies in POSTs answered 2xx."""
+    replies_dropped: int = 0
+    """User replies given up after ``callback_max_attempts`` failed attempts."""
 
 
 @attrs.define
@@ -73,6 +79,7 @@ class Callbacks:
         self._sequence = itertools.count()
         self._queues: dict[str, deque[_Segment]] = {}
         self._workers: dict[str, int] = {}
+        self._replies: deque[tuple[str, bytes]] = deque()
         self._running = False
 
     def schedule(self, job: Job) -> None:
@@ -81,6 +88,10 @@ class Callbacks:
             return
         for path in set(job.paths):
             heapq.heappush(self._due, (final_time(job, path), next(self._sequence), job, path))
+
+    def post_reply(self, url: str, reply: dict[str, Any]) -> None:
+        """Queue the user ``reply`` for one POST to ``url`` (sent while ``run`` runs)."""
+        self._replies.append((url, orjson.dumps(reply)))
 
     def _collect(self, now: float) -> None:
         real_now = time.monotonic()
@@ -145,6 +156,8 @@ class Callbacks:
                         if queue and workers < self._config.callback_concurrency:
                             self._workers[url] = workers + 1
                             tasks.start_soon(self._drain, http, url)
+                    while self._replies:
+                        tasks.start_soon(self._post_reply, http, *self._replies.popleft())
                     await anyio.sleep(self._sleep())
         finally:
             self._running = False
@@ -171,8 +184,21 @@ class Callbacks:
             self._workers[url] -= 1
 
     async def _post(self, http: httpx.AsyncClient, url: str, reports: list[dict[str, Any]]) -> None:
+        body = orjson.dumps(reports if self._config.callback_batch_size > 1 else reports[0])
+        if await self._send(http, url, body):
+            self.stats.delivered += len(reports)
+        else:
+            self.stats.dropped += len(reports)
+
+    async def _post_reply(self, http: httpx.AsyncClient, url: str, body: bytes) -> None:
+        if await self._send(http, url, body):
+            self.stats.replies += 1
+        else:
+            self.stats.replies_dropped += 1
+
+    async def _send(self, http: httpx.AsyncClient, url: str, body: bytes) -> bool:
+        """POST ``body`` until answered 2xx (True) or out of attempts (False)."""
         config = self._config
-        body = orjson.dumps(reports if config.callback_batch_size > 1 else reports[0])
         headers = {"Content-Type": "application/json"}
         for attempt in range(1, config.callback_max_attempts + 1):
             self.stats.posts += 1
@@ -183,10 +209,9 @@ class Callbacks:
             else:
                 success = response.is_success
             if success:
-                self.stats.delivered += len(reports)
-                return
+                return True
             if attempt < config.callback_max_attempts:
                 self.stats.retries += 1
                 backoff = config.callback_backoff * 2.0 ** (attempt - 1)
                 await anyio.sleep(min(config.callback_max_backoff, backoff))
-        self.stats.dropped += len(reports)
+        return False

@@ -16,12 +16,15 @@ channel     result  status     substatus     hyber_status
 sms         deliver 2          23            23011 [doc]
 viber       deliver 2          23            23033 [doc]
 whatsapp    deliver 2          23            23053 [ours]
+push        deliver 2          23            23063 [ours]
 sms         expire  3          35            35015 [doc]
 viber       expire  3          35            35035 [ours]
 whatsapp    expire  3          35            35055 [ours]
+push        expire  3          35            35065 [ours]
 sms         fail    3          34            34011 [ours]
 viber       fail    3          34            34033 [ours]
 whatsapp    fail    3          34            34053 [ours]
+push        fail    3          34            34063 [ours]
 ==========  ======  =========  ============  ===================
 """
 
@@ -62,12 +65,15 @@ FINAL_CODES: Final[Mapping[tuple[str, Result], FinalCode]] = {
     ("sms", Result.DELIVER): FinalCode(2, 23, 23011, "SMS delivered"),
     ("viber", Result.DELIVER): FinalCode(2, 23, 23033, "Viber delivered"),
     ("whatsapp", Result.DELIVER): FinalCode(2, 23, 23053, "WhatsApp delivered"),
+    ("push", Result.DELIVER): FinalCode(2, 23, 23063, "Push delivered"),
     ("sms", Result.EXPIRE): FinalCode(3, 35, 35015, "SMS expired"),
     ("viber", Result.EXPIRE): FinalCode(3, 35, 35035, "Viber expired"),
     ("whatsapp", Result.EXPIRE): FinalCode(3, 35, 35055, "WhatsApp expired"),
+    ("push", Result.EXPIRE): FinalCode(3, 35, 35065, "Push expired"),
     ("sms", Result.FAIL): FinalCode(3, 34, 34011, "SMS undelivered"),
     ("viber", Result.FAIL): FinalCode(3, 34, 34033, "Viber undelivered"),
     ("whatsapp", Result.FAIL): FinalCode(3, 34, 34053, "WhatsApp undelivered"),
+    ("push", Result.FAIL): FinalCode(3, 34, 34063, "Push undelivered"),
 }
 """The final codes by (channel, result of the last attempt)."""
 
@@ -119,19 +125,25 @@ class Cascade:
 
     def offsets(self, ttls: Mapping[str, float]) -> tuple[float, ...]:
         """Emulated seconds from the start of a message to its final status, per path."""
-        result: list[float] = []
-        for path in self.paths:
-            elapsed = 0.0
-            for channel, outcome in path:
-                chances = self._outcomes[channel]
-                if outcome is Result.DELIVER:
-                    elapsed += chances.deliver_after
-                elif outcome is Result.FAIL:
-                    elapsed += min(chances.fail_after, ttls[channel])
-                else:
-                    elapsed += ttls[channel]
-            result.append(elapsed)
-        return tuple(result)
+        return tuple(self.timeline(index, ttls)[-1][2] for index in range(len(self.paths)))
+
+    def timeline(
+        self, path_index: int, ttls: Mapping[str, float]
+    ) -> tuple[tuple[str, Result, float], ...]:
+        """Each attempt of path ``path_index``: its channel, its result, and the emulated
+        seconds from the start of the message to its end."""
+        steps: list[tuple[str, Result, float]] = []
+        elapsed = 0.0
+        for channel, outcome in self.paths[path_index]:
+            chances = self._outcomes[channel]
+            if outcome is Result.DELIVER:
+                elapsed += chances.deliver_after
+            elif outcome is Result.FAIL:
+                elapsed += min(chances.fail_after, ttls[channel])
+            else:
+                elapsed += ttls[channel]
+            steps.append((channel, outcome, elapsed))
+        return tuple(steps)
 
     def final(self, path_index: int) -> tuple[str, Result, FinalCode]:
         """The channel, result and codes a message of path ``path_index`` ends with."""

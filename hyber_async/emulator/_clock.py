@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Final
 
-__all__ = ["Clock"]
+__all__ = ["LATEST", "Clock"]
+
+LATEST: Final = 253_402_300_799
+"""The latest emulated time, in epoch seconds (9999-12-31 23:59:59 UTC): beyond it, times in
+milliseconds and dates stop being representable."""
 
 
 class Clock:
@@ -35,10 +40,15 @@ class Clock:
         return int(self.now() * 1000)
 
     def advance(self, seconds: float) -> None:
-        """Move the emulated time ``seconds`` forward."""
-        if seconds < 0:
-            raise ValueError("the clock only moves forward")
+        """Move the emulated time ``seconds`` forward; a ``ValueError`` for a negative or
+        non-finite step, or one past ``LATEST``, which leaves the clock as it was."""
         with self._lock:
+            # also refuses NaN, the infinities and integers beyond any float
+            if not 0 <= seconds <= LATEST - self.now():
+                raise ValueError(
+                    f"the clock moves only forward and never past 9999-12-31 ({LATEST}): "
+                    f"cannot advance it by {seconds!r} seconds"
+                )
             self._origin += seconds
 
     def real_delay(self, emulated_seconds: float) -> float | None:

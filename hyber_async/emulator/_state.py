@@ -16,7 +16,7 @@ from array import array
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from .._validation import GSM7_EXTENSION, Kind, is_gsm7
+from .._validation import GSM7_EXTENSION, Kind, is_gsm7, render
 from ._cascade import Cascade
 
 __all__ = ["Job", "Store", "StringColumn", "sms_parts"]
@@ -104,6 +104,7 @@ class Job:
         "placeholders",
         "start",
         "texts",
+        "ttls",
         "variables",
     )
 
@@ -138,8 +139,8 @@ class Job:
         self.message_prefix = job_id[:_PREFIX_LENGTH]
         self.cascade = cascade
         self.paths = paths
-        ttls = {c: float(o["ttl"]) for c, o in self.channel_options.items()}
-        self.offsets = cascade.offsets(ttls)
+        self.ttls = {c: float(o["ttl"]) for c, o in self.channel_options.items()}
+        self.offsets = cascade.offsets(self.ttls)
         self.phones = array("q", [m["phone_number"] for m in items])
         self.extra_ids = StringColumn([m.get("extra_id") or "" for m in items])
         self.texts = StringColumn([m["text"] for m in items]) if kind is Kind.BATCH else None
@@ -205,9 +206,7 @@ class Job:
 
 
 def _fill(template: str, keys: Sequence[str], values: Sequence[Any]) -> str:
-    for key, value in zip(keys, values, strict=True):
-        template = template.replace(f"%{key}%", "" if value is None else str(value))
-    return template
+    return render(template, dict(zip(keys, values, strict=True)))
 
 
 class Store:

@@ -1,10 +1,15 @@
-"""Status reports (example 18) and delivery reports (examples 19-21) of stored messages.
+"""Status reports (example 18), delivery reports (examples 19-21) and the delivery-report
+lookups (chapter 5, simple and advanced) of stored messages.
 
 A message is not final (``status`` -1, ``processed: true``) until its path through the cascade
 ends; then it carries its final codes and ``processed: false`` (as in the documentation's
 examples). In a status report a delivered message has ``status``/``substatus``/``hyber_status``
 and ``status_text``; an undelivered one has ``error_code`` (its ``hyber_status``) and
 ``error_text``, as in example 18. ``clicks`` appears only when a channel has ``ctr`` on.
+
+A lookup answers the documented shapes: the simple one with ``status`` -1 and ``last_partner``
+``"hyber"`` while not final; the advanced one with a report per channel attempt ended so far,
+plus one with ``status`` -1 for the attempt in progress.
 """
 
 from __future__ import annotations
@@ -17,10 +22,21 @@ import attrs
 import orjson
 
 from .._models import Status
-from ._cascade import Result
+from ._cascade import FINAL_CODES, Result
 from ._state import Job
 
-__all__ = ["current_report", "delivery_report", "final_time", "status_items", "status_json"]
+__all__ = [
+    "advanced_report",
+    "clicks",
+    "delivery_report",
+    "final_time",
+    "simple_report",
+    "status_items",
+    "status_json",
+]
+
+NOT_FINAL_PARTNER: Final = "hyber"
+"""``last_partner`` / ``delivered_via`` of a message without a final status [doc]."""
 
 SCHEDULED_TEXT: Final = "Scheduled"
 """``status_text`` of a message whose ``start_time`` has not come yet [ours]."""
@@ -108,11 +124,11 @@ def status_json(job: Job, now_ms: int, indices: Sequence[int] | None = None) -> 
                 tail = f',"delivered_sms_parts":{delivered_parts}{ending.tail}'
             else:
                 tail = ending.tail
-            clicks = (phones[i] + i) % 3 if ending.delivered else 0
+            clicked = clicks(job, i, ending.delivered)
         else:
-            time, processed, tail, clicks = accepted_ms, "true", pending, 0
+            time, processed, tail, clicked = accepted_ms, "true", pending, 0
         if ctr:
-            tail = f'{tail},"clicks":{clicks}'
+            tail = f'{tail},"clicks":{clicked}'
         append(
             f'{{"time":{time},"phone_number":"{phones[i]}","message_id":"{prefix}{i:012x}"'
             f'{extra},"processed":{processed},"accepted":true,"total_sms_parts":{total}{tail}}}'
@@ -151,28 +167,100 @@ def delivery_report(
         report["extra_id"] = extra_id
     report["sent_via"] = channel
     if channel == "sms":
-        parts = job.sms_parts()
-        total = parts if isinstance(parts, int) else parts[index]
-        report["total_sms_parts"] = total
-        report["delivered_sms_parts"] = total if result is Result.DELIVER else 0
+        report.update(_sms_fields(job, index, result is Result.DELIVER))
     return report
 
 
-def current_report(job: Job, index: int, extra_id: str | None, now_ms: int) -> dict[str, Any]:
-    """Message ``index`` of ``job`` at ``now_ms`` as the delivery-report lookup answers it.
+def _sms_fields(job: Job, index: int, delivered: bool) -> dict[str, int]:
+    """``total_sms_parts`` and ``delivered_sms_parts`` of message ``index`` sent by SMS."""
+    parts = job.sms_parts()
+    total = parts if isinstance(parts, int) else parts[index]
+    return {"total_sms_parts": total, "delivered_sms_parts": total if delivered else 0}
 
-    A final message gives its delivery report (example 19, ``number`` as a number). Before that
-    the same shape with ``status`` -1 (not final), ``time`` the acceptance time, and none of the
-    final fields (``substatus``, ``hyber_status``, ``sent_via``, SMS parts) [ours].
-    """
-    if now_ms >= int(final_time(job, job.paths[index]) * 1000):
-        return delivery_report(job, index, extra_id, number_as_string=False)
+
+def clicks(job: Job, index: int, delivered: bool) -> int:
+    """The clicks counted for message ``index`` of ``job``: 0 to 2 once delivered [ours]."""
+    return (job.phones[index] + index) % 3 if delivered else 0
+
+
+def _identity(job: Job, index: int, extra_id: str | None, partner: str) -> dict[str, Any]:
     report: dict[str, Any] = {
-        "number": job.phones[index],
-        "time": int(job.accepted_at * 1000),
-        "status": Status.NOT_FINAL,
+        "phone_number": str(job.phones[index]),
+        "last_partner": partner,
         "message_id": job.message_id(index),
     }
     if extra_id:
         report["extra_id"] = extra_id
     return report
+
+
+def _attempt(
+    job: Job, index: int, extra_id: str | None, channel: str, result: Result, end: float
+) -> dict[str, Any]:
+    """The report of one ended channel attempt, in the shape of chapter 5's examples."""
+    code = FINAL_CODES[channel, result]
+    report = _identity(job, index, extra_id, channel)
+    report["time"] = int((job.start + end) * 1000)
+    report["status"] = code.status
+    report["substatus"] = code.substatus
+    report["hyber_status"] = code.hyber_status
+    if channel == "sms":
+        report.update(_sms_fields(job, index, result is Result.DELIVER))
+    return report
+
+
+def simple_report(job: Job, index: int, extra_id: str | None, now_ms: int) -> dict[str, Any]:
+    """Message ``index`` of ``job`` at ``now_ms`` as the simple lookup answers it (chapter 5).
+
+    A final message: its last channel attempt's report. Before that ``last_partner`` "hyber",
+    ``status`` -1, ``time`` the acceptance, and no other codes [doc: -1; ours: the rest].
+    ``clicks`` only when a channel has ``ctr`` on [doc].
+    """
+    path = job.paths[index]
+    channel, result, _ = job.cascade.final(path)
+    final = now_ms >= int(final_time(job, path) * 1000)
+    if final:
+        report = _attempt(job, index, extra_id, channel, result, job.offsets[path])
+    else:
+        report = _identity(job, index, extra_id, NOT_FINAL_PARTNER)
+        report["time"] = int(job.accepted_at * 1000)
+        report["status"] = Status.NOT_FINAL
+    if job.ctr:
+        report["clicks"] = clicks(job, index, final and result is Result.DELIVER)
+    return report
+
+
+def advanced_report(job: Job, index: int, extra_id: str | None, now_ms: int) -> dict[str, Any]:
+    """Message ``index`` of ``job`` at ``now_ms`` as the advanced lookup answers it (chapter 5):
+    a report per channel attempt ended by ``now_ms``, then, while the message is not final, one
+    with ``status`` -1 for the attempt in progress (``time`` its start) [ours]. ``started``
+    once its ``start_time`` has come, ``processing`` from then until final, ``delivered_via``
+    its last channel once final ("hyber" before), ``channels`` each with its ``ttl``."""
+    started = now_ms >= int(job.start * 1000)
+    reports: list[dict[str, Any]] = []
+    begun = 0.0
+    for channel, result, end in job.cascade.timeline(job.paths[index], job.ttls):
+        if not started:
+            break
+        if now_ms < int((job.start + end) * 1000):
+            report = _identity(job, index, extra_id, channel)
+            report["time"] = int((job.start + begun) * 1000)
+            report["status"] = Status.NOT_FINAL
+            reports.append(report)
+            break
+        reports.append(_attempt(job, index, extra_id, channel, result, end))
+        begun = end
+    final = bool(reports) and reports[-1]["status"] != Status.NOT_FINAL
+    answer: dict[str, Any] = {
+        "reports": reports,
+        "started": started,
+        "processing": started and not final,
+        "delivered_via": reports[-1]["last_partner"] if final else NOT_FINAL_PARTNER,
+    }
+    if job.ctr:
+        delivered = final and reports[-1]["status"] == Status.DELIVERED
+        answer["clicks"] = clicks(job, index, delivered)
+    answer["channels"] = [
+        {"channel": channel, "ttl": job.channel_options[channel]["ttl"]} for channel in job.channels
+    ]
+    return answer
