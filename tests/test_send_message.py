@@ -16,7 +16,6 @@ from gms_docs import Block, block, of_kind
 
 import hyber_async as hy
 from hyber_async import converter
-from hyber_async._validation import check_message
 from hyber_async.emulator import DEMO_ACCOUNT, ChannelOutcomes, Emulator, EmulatorConfig
 from hyber_async.testing import emulated_client
 
@@ -47,24 +46,6 @@ def fresh(request: Block) -> dict[str, Any]:
 # --- the models -----------------------------------------------------------------------------
 
 
-def test_every_chapter2_block_is_a_fixture() -> None:
-    """Twelve requests, the accepted answer and the error answer."""
-    assert (len(REQUESTS), len(of_kind("message-accepted", "error-answer"))) == (12, 2)
-
-
-@pytest.mark.parametrize("request_block", CASES)
-def test_every_documented_request_round_trips(request_block: Block) -> None:
-    """Read into a MessageRequest and written back: equal JSON."""
-    request = converter.loads(request_block.text, hy.MessageRequest)
-    assert orjson.loads(converter.dumps(request)) == request_block.json()
-
-
-@pytest.mark.parametrize("request_block", CASES)
-def test_every_documented_request_passes_validation(request_block: Block) -> None:
-    """The checks run before sending (and by the emulator) find no problem."""
-    assert check_message(request_block.json()) == []
-
-
 def test_a_request_reads_into_typed_models() -> None:
     """The Viber+SMS example: a Campaign with typed options, the phone number an int."""
     request = converter.loads(block("chapter2.rst", 83).text, hy.MessageRequest)
@@ -73,13 +54,6 @@ def test_a_request_reads_into_typed_models() -> None:
     assert request.campaign.channel_options.sms == hy.SmsOptions(
         alpha_name="GMSU", ttl=300, text="Text for SMS", ctr=False
     )
-
-
-def test_the_accepted_answer_round_trips() -> None:
-    """{"message_id"} reads into MessageAccepted and back."""
-    data = block("chapter2.rst", 392).text
-    accepted = converter.loads(data, hy.MessageAccepted)
-    assert orjson.loads(converter.dumps(accepted)) == orjson.loads(data)
 
 
 # --- the client -----------------------------------------------------------------------------
