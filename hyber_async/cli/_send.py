@@ -647,11 +647,16 @@ def _nothing_out(summary: dict[str, Any]) -> bool:
     return summary.get("accepted") == 0 and summary.get("unknown") == 0
 
 
-def _remove_journal(path: str) -> None:
-    """Remove a journal that records nothing sent (and SQLite's side files)."""
-    for name in (path, f"{path}-wal", f"{path}-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
+def _remove_journal(path: str) -> bool:
+    """Remove a journal that records nothing sent, and SQLite's side files (not its lock
+    file, which stays by design); False where an open file cannot be removed (Windows)."""
+    try:
+        for name in (path, f"{path}-wal", f"{path}-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+    except OSError:
+        return False
+    return True
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -784,7 +789,14 @@ def _send(
                         report=report,
                         journal=journal,
                     )
+                counts = report.counts
+                if journal_path and counts[Outcome.ACCEPTED] == counts[Outcome.UNKNOWN] == 0:
+                    # Nothing can have reached anyone: a journal of refused chunks would only
+                    # stop the same command, run again once the cause is fixed, from sending
+                    # them. Removed while still locked, so no other run can be using it.
+                    removed.append(_remove_journal(journal_path))
 
+        removed: list[bool] = []
         try:
             with console.progress("sending", total) as bar:
                 anyio.run(run, bar)
@@ -800,10 +812,7 @@ def _send(
             stream.error = SourceError(journal_path or "", str(refusal))
         summary = _summary(args, report, stream, result_path, journal_path, interrupted)
         summary["settings"] = settings
-        if journal_path is not None and _nothing_out(summary):
-            # Nothing can have reached anyone: a journal of refused chunks would only stop
-            # the same command, run again once the cause is fixed, from sending them.
-            _remove_journal(journal_path)
+        if any(removed):
             summary["journal"] = None
         result.finish(report, stream, summary)
     os.replace(partial, result_path)
