@@ -58,6 +58,7 @@ __all__ = [
     "SendOptions",
     "endpoint",
     "fingerprint",
+    "paced_chunk_size",
     "send_in_chunks",
 ]
 
@@ -100,9 +101,7 @@ class SendOptions:
     @property
     def request_size(self) -> int:
         """Items per request: ``chunk_size``, shrunk to a tenth of a second's ``max_rate``."""
-        if self.max_rate is None:
-            return self.chunk_size
-        return min(self.chunk_size, math.ceil(self.max_rate / 10))
+        return paced_chunk_size(self.chunk_size, self.max_rate)
 
 
 class ChunkPoster:
@@ -318,6 +317,11 @@ IN_FLIGHT_AT_STOP = "in flight when the previous run stopped: reconcile before s
 def digest(body: bytes) -> bytes:
     """What the journal keeps of a request body to recognise the same input on a resume."""
     return hashlib.blake2b(body, digest_size=16).digest()
+
+
+def paced_chunk_size(chunk_size: int, max_rate: float | None) -> int:
+    """The chunk size a send uses: ``max_rate`` caps it at a tenth of a second's worth."""
+    return chunk_size if max_rate is None else min(chunk_size, math.ceil(max_rate / 10))
 
 
 def fingerprint(kind: Kind, envelope: Envelope, chunk_size: int, sync: bool) -> str:
