@@ -4,6 +4,8 @@ Send batches and broadcasts over Viber, SMS and WhatsApp, stream any number of r
 through the 50,000-per-request limit, and account for every one of them.
 """
 
+import importlib.metadata
+
 from ._client import HyberClient
 from ._codec import converter
 from ._config import (
@@ -86,7 +88,11 @@ from ._send_report import (
 )
 from ._validation import MAX_ITEMS
 
-__version__ = "0.1.0"
+try:
+    __version__ = importlib.metadata.version("hyber-async")
+    """The installed distribution's version: written once, in ``pyproject.toml``."""
+except importlib.metadata.PackageNotFoundError:  # imported from a source tree, not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "DEFAULT_ANSWER_LIMITS",

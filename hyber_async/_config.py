@@ -18,6 +18,7 @@ __all__ = [
     "AnswerLimits",
     "RetryPolicy",
     "Timeouts",
+    "not_processed",
 ]
 
 DEFAULT_MAX_CONNECTIONS: Final = 8
@@ -59,6 +60,26 @@ DEFAULT_TIMEOUTS: Final = Timeouts()
 """The timeouts a ``HyberClient`` uses unless given others (``Timeouts``' defaults)."""
 
 
+def not_processed(error: HyberError) -> bool:
+    """Whether a request that ended in ``error`` provably was not processed by the server.
+
+    The one rule against double-sending: the retry policy resends a POST, and a send report
+    counts its items ``NOT_SENT``, only when this holds. True for a connection or pool failure
+    (``NotSentError``: nothing left) and for a refusal (429, or 503 with ``Retry-After``: the
+    server says it did nothing); false for everything else, which either was answered (an error
+    answer) or may have been processed (a timeout or reset after writing, another 5xx).
+    """
+    if isinstance(error, (NotSentError, RateLimitError)):
+        return True
+    # Retry-After turns a 503 into a refusal ("come back later"); a bare 503 or another 5xx
+    # may be a failure after processing (README, Reliability: "429 and 503 ... are refusals")
+    return (
+        isinstance(error, ServerError)
+        and error.status_code == 503
+        and error.retry_after is not None
+    )
+
+
 @attrs.frozen
 class RetryPolicy:
     """When and how often a request is sent again.
@@ -84,15 +105,10 @@ class RetryPolicy:
 
     def retries(self, method: str, error: HyberError) -> bool:
         """Whether ``error`` on a ``method`` request may be retried at all."""
-        if method == "GET":
+        if method == "GET":  # a GET changes nothing: resend whenever it may succeed
             return isinstance(error, (NotSentError, OutcomeUnknownError, RateLimitError))
-        if isinstance(error, (NotSentError, RateLimitError)):
-            return True
-        return (
-            isinstance(error, ServerError)
-            and error.status_code == 503
-            and (error.retry_after is not None)
-        )
+        # no idempotency key: a POST that may have been processed is never resent
+        return not_processed(error)
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""

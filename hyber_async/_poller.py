@@ -15,16 +15,13 @@ from __future__ import annotations
 import random
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
 import anyio
 import attrs
 
 from ._errors import HyberError
 from ._models import Channel, ErrorCode, HyberStatus, JobStatus, Status
-
-if TYPE_CHECKING:
-    from ._client import HyberClient
 
 __all__ = [
     "CHANNEL_OF_CODE",
@@ -37,6 +34,9 @@ __all__ = [
     "JobPoller",
     "JobUpdate",
     "PollDeadlineError",
+    "PollOptions",
+    "StatusReader",
+    "finish_polling",
     "poll_jobs",
     "summarize",
     "wait_for_jobs",
@@ -46,6 +46,41 @@ PENDING_CHANNEL: Final = "not yet known"
 """The ``by_channel`` key of messages not final yet: their last channel is not known yet."""
 UNTOLD_CHANNEL: Final = "not told"
 """The ``by_channel`` key of final messages whose status names no channel."""
+
+DEFAULT_INTERVAL: Final = 2.0
+"""Seconds between polls of a job that is changing."""
+DEFAULT_MAX_INTERVAL: Final = 60.0
+"""Cap of the back-off while a job does not change."""
+
+
+class StatusReader(Protocol):
+    """What the poller needs of a client: its pool size and the status of a job."""
+
+    @property
+    def max_connections(self) -> int:
+        """Requests kept in flight at most."""
+
+    async def get_status(self, job_id: str) -> JobStatus:
+        """The status report of every message of job ``job_id``."""
+
+
+@attrs.frozen
+class PollOptions:
+    """How jobs are polled (see ``poll_jobs``), checked once."""
+
+    interval: float = DEFAULT_INTERVAL
+    max_interval: float = DEFAULT_MAX_INTERVAL
+    deadline: float | None = None
+    max_concurrency: int | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not 0 < self.interval <= self.max_interval:
+            raise ValueError("interval must be > 0 and <= max_interval")
+        if self.deadline is not None and self.deadline <= 0:
+            raise ValueError("deadline must be > 0 seconds")
+        if self.max_concurrency is not None and self.max_concurrency < 1:
+            raise ValueError("max_concurrency must be >= 1")
+
 
 CHANNEL_OF_CODE: Final[Mapping[int, str]] = {
     HyberStatus.SMS_DELIVERED: Channel.SMS.value,
@@ -220,29 +255,16 @@ class JobPoller:
     """The async iterator returned by ``poll_jobs``; ``summary`` is readable at any time."""
 
     def __init__(
-        self,
-        client: HyberClient,
-        job_ids: Iterable[str],
-        *,
-        interval: float,
-        max_interval: float,
-        deadline: float | None,
-        max_concurrency: int | None,
+        self, client: StatusReader, job_ids: Iterable[str], options: PollOptions = PollOptions()
     ) -> None:
-        if not 0 < interval <= max_interval:
-            raise ValueError("interval must be > 0 and <= max_interval")
-        if deadline is not None and deadline <= 0:
-            raise ValueError("deadline must be > 0 seconds")
         limit = client.max_connections
-        if max_concurrency is not None:
-            if max_concurrency < 1:
-                raise ValueError("max_concurrency must be >= 1")
-            limit = min(limit, max_concurrency)
+        if options.max_concurrency is not None:
+            limit = min(limit, options.max_concurrency)
         self._client = client
         self._jobs = {job_id: _Job(job_id) for job_id in job_ids}
-        self.interval = interval
-        self.max_interval = max_interval
-        self.deadline = deadline
+        self.interval = options.interval
+        self.max_interval = options.max_interval
+        self.deadline = options.deadline
         self.max_concurrency = limit
         """Status requests in flight at most: ``max_concurrency`` capped by the client's pool."""
         self._ready: deque[JobUpdate] = deque()
@@ -307,14 +329,8 @@ class JobPoller:
         return PollDeadlineError(self.deadline or 0.0, pending, self.summary)
 
 
-DEFAULT_INTERVAL: Final = 2.0
-"""Seconds between polls of a job that is changing."""
-DEFAULT_MAX_INTERVAL: Final = 60.0
-"""Cap of the back-off while a job does not change."""
-
-
 def poll_jobs(
-    client: HyberClient,
+    client: StatusReader,
     job_ids: Iterable[str],
     *,
     interval: float = DEFAULT_INTERVAL,
@@ -337,18 +353,19 @@ def poll_jobs(
     the first ``__anext__``) pass first, in-flight polls are cancelled and ``PollDeadlineError``
     is raised, naming the jobs still pending. Duplicate job ids are polled once.
     """
-    return JobPoller(
-        client,
-        job_ids,
-        interval=interval,
-        max_interval=max_interval,
-        deadline=deadline,
-        max_concurrency=max_concurrency,
-    )
+    options = PollOptions(interval, max_interval, deadline, max_concurrency)
+    return JobPoller(client, job_ids, options)
+
+
+async def finish_polling(poller: JobPoller) -> CampaignSummary:
+    """Run ``poller`` to its end and return its campaign summary."""
+    async for _ in poller:
+        pass
+    return poller.summary
 
 
 async def wait_for_jobs(
-    client: HyberClient,
+    client: StatusReader,
     job_ids: Iterable[str],
     *,
     interval: float = DEFAULT_INTERVAL,
@@ -361,14 +378,5 @@ async def wait_for_jobs(
     Jobs whose polling failed are in ``summary.failed_jobs`` (then ``summary.complete`` is
     False). Raises ``PollDeadlineError`` (with the summary so far) when ``deadline`` passes.
     """
-    poller = poll_jobs(
-        client,
-        job_ids,
-        interval=interval,
-        max_interval=max_interval,
-        deadline=deadline,
-        max_concurrency=max_concurrency,
-    )
-    async for _ in poller:
-        pass
-    return poller.summary
+    options = PollOptions(interval, max_interval, deadline, max_concurrency)
+    return await finish_polling(JobPoller(client, job_ids, options))

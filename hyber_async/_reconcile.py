@@ -15,21 +15,22 @@ with its error (the chunks not resolved yet stay ``UNKNOWN``).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import attrs
+import httpx
 import orjson
 
 from ._errors import Problem, ValidationError
 from ._send_report import ChunkRecord, ChunkState, Outcome, RecipientOutcome, SendReport
-from ._sender import Delivery
+from ._sender import ChunkPoster
+from ._transport import Requester
 
 if TYPE_CHECKING:
-    from ._client import HyberClient
     from .journal import Journal
 
-__all__ = ["FOUND", "NOT_FOUND", "NO_DR_HOST", "reconcile"]
+__all__ = ["FOUND", "NOT_FOUND", "NO_DR_HOST", "ReportLookup", "reconcile"]
 
 FOUND = "found by its extra_id at reconciliation"
 NOT_FOUND = "not found by its extra_id at reconciliation"
@@ -43,8 +44,19 @@ NO_DR_HOST = Problem(
 )
 
 
+class ReportLookup(Requester, Protocol):
+    """What reconciliation needs of a client: lookups by ``extra_id``, and requests to resend."""
+
+    @property
+    def dr_base_url(self) -> httpx.URL | None:
+        """Where the lookups go; ``None`` when there is nowhere to look."""
+
+    async def get_delivery_report(self, *, extra_id: str) -> object | None:
+        """The report of the message sent with ``extra_id``; ``None`` when not found."""
+
+
 async def reconcile(
-    client: HyberClient,
+    client: ReportLookup,
     report: SendReport,
     *,
     resend: bool = False,
@@ -59,10 +71,10 @@ async def reconcile(
         async with limiter:
             return await client.get_delivery_report(extra_id=extra_id) is not None
 
-    delivery = Delivery(client, report.endpoint, report, journal=journal)
+    poster = ChunkPoster(client, report.endpoint, report, journal=journal)
     to_resend: list[ChunkRecord] = []
     for chunk in report.chunks:
-        await _resolve_own_unknowns(chunk, found, delivery)
+        await _resolve_own_unknowns(chunk, found, poster)
         if chunk.state is not ChunkState.UNKNOWN or not chunk.body:
             continue
         own = {item.index for item in chunk.excluded}
@@ -71,7 +83,7 @@ async def reconcile(
             continue
         probes = await _lookup(found, {members[0][2], members[-1][2]})
         if all(probes.values()):
-            delivery.finish(chunk, ChunkState.ACCEPTED, FOUND)
+            poster.finish(chunk, ChunkState.ACCEPTED, FOUND)
             continue
         found_ids: set[str] = set()
         if any(probes.values()):
@@ -84,24 +96,27 @@ async def reconcile(
         )
         missing = [m for m in members if m[2] not in found_ids]
         if not missing:
-            delivery.finish(chunk, ChunkState.ACCEPTED, FOUND)
+            poster.finish(chunk, ChunkState.ACCEPTED, FOUND)
         elif resend:
             _keep_only(chunk, missing)
             to_resend.append(chunk)
         else:
-            delivery.finish(chunk, ChunkState.NOT_SENT, NOT_FOUND)
+            poster.finish(chunk, ChunkState.NOT_SENT, NOT_FOUND)
     if to_resend:
-        await delivery.deliver_all(to_resend, LOOKUP_CONCURRENCY)
-    delivery.raise_failure()
+        await poster.post_chunks(to_resend, LOOKUP_CONCURRENCY)
+    poster.raise_failure()
     return report
 
 
 Lookup = Callable[[str], Awaitable[bool]]
 
 
-async def _resolve_own_unknowns(chunk: ChunkRecord, found: Lookup, delivery: Delivery) -> None:
-    """Resolve the recipients a sync answer left out (``UNKNOWN`` one by one): found ones are
-    ``ACCEPTED``, the others ``NOT_SENT``. They are not resent: their chunk was answered."""
+async def _resolve_own_unknowns(chunk: ChunkRecord, found: Lookup, poster: ChunkPoster) -> None:
+    """Resolve the recipients a sync answer left out (``UNKNOWN`` one by one).
+
+    Found ones are ``ACCEPTED``, the others ``NOT_SENT``. They are not resent: their chunk was
+    answered.
+    """
     unknown = [item for item in chunk.excluded if item.outcome is Outcome.UNKNOWN]
     if not unknown:
         return
@@ -115,7 +130,7 @@ async def _resolve_own_unknowns(chunk: ChunkRecord, found: Lookup, delivery: Del
         return attrs.evolve(item, outcome=Outcome.NOT_SENT, reason=NOT_FOUND)
 
     chunk.excluded = [resolved(item) for item in chunk.excluded]
-    delivery.save(chunk)
+    poster.save(chunk)
 
 
 async def _lookup(found: Lookup, extra_ids: set[str]) -> dict[str, bool]:
@@ -141,7 +156,8 @@ async def _lookup(found: Lookup, extra_ids: set[str]) -> dict[str, bool]:
 def _keep_only(chunk: ChunkRecord, missing: list[tuple[int, Any, str]]) -> None:
     """Rebuild ``chunk``'s body with only its ``missing`` recipients, to send them again.
 
-    ``sent`` stays: the recipients found are counted through ``excluded``."""
+    ``sent`` stays: the recipients found are counted through ``excluded``.
+    """
     request = orjson.loads(chunk.body)
     key = "recipients" if "recipients" in request else "messages"
     wanted = {extra_id for _, _, extra_id in missing}

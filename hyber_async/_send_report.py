@@ -15,14 +15,8 @@ from typing import Any
 import attrs
 import orjson
 
-from ._errors import (
-    APIError,
-    HyberError,
-    NotSentError,
-    OutcomeUnknownError,
-    RateLimitError,
-    ServerError,
-)
+from ._config import not_processed
+from ._errors import APIError, HyberError, OutcomeUnknownError
 
 __all__ = [
     "ChunkRecord",
@@ -77,17 +71,11 @@ _FINAL = {
 def outcome_of_error(error: HyberError) -> Outcome:
     """The outcome of a request that ended in ``error`` (after the client's own retries).
 
-    Refusals (429, 503 with ``Retry-After``) and connection failures were never processed:
-    ``NOT_SENT``. Other 5xx, timeouts and resets after writing may have been: ``UNKNOWN``.
-    Any other answer of the server is a refusal of the request: ``REJECTED``.
+    Provably not processed (``not_processed``: a connection failure, 429, 503 with
+    ``Retry-After``): ``NOT_SENT``. Other 5xx, timeouts and resets after writing may have been:
+    ``UNKNOWN``. Any other answer of the server is a refusal of the request: ``REJECTED``.
     """
-    if isinstance(error, (NotSentError, RateLimitError)):
-        return Outcome.NOT_SENT
-    if (
-        isinstance(error, ServerError)
-        and error.status_code == 503
-        and error.retry_after is not None
-    ):
+    if not_processed(error):
         return Outcome.NOT_SENT
     if isinstance(error, OutcomeUnknownError):
         return Outcome.UNKNOWN
@@ -174,8 +162,11 @@ class ChunkRecord:
         return sum(item.sent for item in self.excluded)
 
     def counts(self) -> dict[Outcome, int]:
-        """The chunk's items per outcome: those in ``excluded`` by their own, the other sent
-        ones by the chunk's state (not counted while it is not final)."""
+        """The chunk's items per outcome.
+
+        Those in ``excluded`` count by their own outcome, the other sent ones by the chunk's
+        state (not counted while it is not final).
+        """
         counts = dict.fromkeys(Outcome, 0)
         for item in self.excluded:
             counts[item.outcome] += 1

@@ -27,12 +27,13 @@ from itertools import repeat
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
+import attrs
 import orjson
 
 from ._chunking import chunked
 from ._codec import Envelope, decode_answer, match_sync_results, to_wire_items
 from ._errors import HyberError, Problem, ValidationError
-from ._models import Campaign, JobAccepted, SyncResult
+from ._models import JobAccepted, SyncResult
 from ._send_report import (
     ChunkRecord,
     ChunkState,
@@ -42,22 +43,23 @@ from ._send_report import (
     SendReport,
     outcome_of_error,
 )
+from ._transport import Requester
 from ._validation import MAX_ITEMS, Kind, check_items
 from .journal import JournalMismatchError, JournalWriteError
 
 if TYPE_CHECKING:
-    from ._client import HyberClient
     from .journal import Journal
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
-    "Delivery",
+    "ChunkPoster",
     "OnInvalid",
     "ProgressCallback",
+    "SendOptions",
     "endpoint",
     "fingerprint",
     "paced_chunk_size",
-    "stream",
+    "send_in_chunks",
 ]
 
 logger = logging.getLogger("hyber_async")
@@ -69,13 +71,45 @@ OnInvalid = Literal["skip", "abort"]
 ProgressCallback = Callable[[Progress], Awaitable[None] | None]
 
 
-class Delivery:
-    """Sends prepared chunks and settles them: the half of a send that a reconciliation's
-    resend shares with ``stream``."""
+@attrs.frozen(eq=False)
+class SendOptions:
+    """The options of one streaming send (see ``HyberClient.stream_broadcast``), checked once."""
+
+    chunk_size: int = MAX_ITEMS
+    concurrency: int = DEFAULT_CONCURRENCY
+    sync: bool = False
+    max_rate: float | None = None
+    on_progress: ProgressCallback | None = None
+    on_invalid: OnInvalid = "skip"
+    run_id: str | None = None
+    report: SendReport | None = None
+    journal: Journal | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not 1 <= self.chunk_size <= MAX_ITEMS:
+            message = f"chunk_size must be between 1 and {MAX_ITEMS}, got {self.chunk_size}"
+            raise ValueError(message)
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+        max_rate = self.max_rate
+        if max_rate is not None and not (math.isfinite(max_rate) and max_rate > 0):
+            message = f"must be a positive finite number of recipients per second, got {max_rate}"
+            raise ValidationError([Problem("max_rate", message)])
+        if self.on_invalid not in ("skip", "abort"):
+            raise ValueError(f"on_invalid must be 'skip' or 'abort', got {self.on_invalid!r}")
+
+    @property
+    def request_size(self) -> int:
+        """Items per request: ``chunk_size``, shrunk to a tenth of a second's ``max_rate``."""
+        return paced_chunk_size(self.chunk_size, self.max_rate)
+
+
+class ChunkPoster:
+    """Posts prepared chunks and settles each one; a reconciliation's resend shares it."""
 
     def __init__(
         self,
-        client: HyberClient,
+        client: Requester,
         path: str,
         report: SendReport,
         *,
@@ -103,9 +137,9 @@ class Delivery:
     async def _worker(self, receive: anyio.abc.ObjectReceiveStream[ChunkRecord]) -> None:
         async with receive:
             async for record in receive:
-                await self.deliver(record)
+                await self.post_chunk(record)
 
-    async def deliver(self, record: ChunkRecord) -> None:
+    async def post_chunk(self, record: ChunkRecord) -> None:
         """POST one prepared chunk, journaled as in flight first, and settle it.
 
         A chunk the journal could not record in flight is not sent (``NOT_SENT``); an error
@@ -145,20 +179,20 @@ class Delivery:
             else:
                 self.finish(record, ChunkState.ACCEPTED, None)
 
-    async def deliver_all(self, records: list[ChunkRecord], concurrency: int) -> None:
-        """Send ``records`` (their ``body`` ready) as ``stream`` would, ``concurrency`` at once."""
+    async def post_chunks(self, records: list[ChunkRecord], concurrency: int) -> None:
+        """Post ``records`` (their ``body`` ready) as a send would, ``concurrency`` at once."""
         limiter = anyio.CapacityLimiter(min(concurrency, self.client.max_connections))
 
-        async def deliver(record: ChunkRecord) -> None:
+        async def post(record: ChunkRecord) -> None:
             async with limiter:
-                await self.deliver(record)
+                await self.post_chunk(record)
 
         try:
             async with anyio.create_task_group() as tasks:
                 for record in records:
                     record.state = ChunkState.PENDING
                     self.unfinished[record.number] = record
-                    tasks.start_soon(deliver, record)
+                    tasks.start_soon(post, record)
         finally:
             self._settle_unfinished()
 
@@ -248,8 +282,10 @@ class Delivery:
         raise failure
 
     def _settle_unfinished(self) -> None:
-        """After a cancellation or a stop: queued chunks were not sent, in-flight ones may
-        have been."""
+        """Settle the chunks a cancellation or a stop left: queued or in flight.
+
+        Queued chunks were not sent (``NOT_SENT``); chunks in flight may have been (``UNKNOWN``).
+        """
         queued = f"not sent: {self.stopped}" if self.stopped else "cancelled before sending"
         for record in list(self.unfinished.values()):
             if record.state is ChunkState.PENDING:
@@ -295,13 +331,16 @@ def fingerprint(kind: Kind, envelope: Envelope, chunk_size: int, sync: bool) -> 
 
 
 def _wire_chunk(items: list[Any], first: int, run_id: str) -> list[Any]:
-    """The chunk in wire form, every item with an ``extra_id`` (the stable
-    ``{run_id}-{input index}`` for those without one).
+    """The chunk in wire form, every item with an ``extra_id`` (``{run_id}-{input index}``).
 
-    The common case, plain dicts that all carry one, is settled by a single pass in C
-    (``dict.get`` refuses anything but a dict) and returns the chunk's own list unchanged.
+    An item without one gets the stable ``{run_id}-{input index}``. The common case, plain
+    dicts that all carry one, is settled by a single pass in C (``dict.get`` refuses anything
+    but a dict) and returns the chunk's own list unchanged.
     """
     try:
+        # One pass, no Python loop: ``dict.get`` raises TypeError for any item that is not a
+        # plain dict (a model, another mapping), and yields None for a dict without an
+        # extra_id; so no None and no TypeError means every item is a dict that has one.
         if None not in map(dict.get, items, repeat("extra_id")):
             return items
     except TypeError:  # a model or another mapping among them
@@ -313,33 +352,30 @@ def _wire_chunk(items: list[Any], first: int, run_id: str) -> list[Any]:
     return wire
 
 
-class _Sender(Delivery):
-    """One streaming send: reads, checks and encodes the input, and delivers it."""
+class _Sender(ChunkPoster):
+    """One streaming send: reads, checks and encodes the input, and posts it."""
 
     def __init__(
         self,
-        client: HyberClient,
-        kind: Kind,
+        client: Requester,
         envelope: Envelope,
-        *,
-        chunk_size: int,
-        concurrency: int,
-        sync: bool,
-        max_rate: float | None,
-        on_progress: ProgressCallback | None,
-        on_invalid: OnInvalid,
+        options: SendOptions,
         report: SendReport,
-        journal: Journal | None,
     ) -> None:
+        journal = options.journal
         super().__init__(
-            client, endpoint(kind, sync), report, journal=journal, on_progress=on_progress
+            client,
+            endpoint(envelope.kind, options.sync),
+            report,
+            journal=journal,
+            on_progress=options.on_progress,
         )
-        self.kind = kind
+        self.kind = envelope.kind
         self.envelope = envelope
-        self.chunk_size = chunk_size
-        self.concurrency = concurrency
-        self.max_rate = max_rate
-        self.on_invalid = on_invalid
+        self.chunk_size = options.request_size
+        self.concurrency = min(options.concurrency, client.max_connections)
+        self.max_rate = options.max_rate
+        self.on_invalid = options.on_invalid
         self.journal_entries = journal.entries() if journal is not None else {}
         self.next_send = self.started
 
@@ -386,8 +422,11 @@ class _Sender(Delivery):
                 await send.send(record)
 
     def _prepare(self, items: list[Any]) -> ChunkRecord | None:
-        """Convert, check and encode one chunk; record it. ``None`` when nothing is to be sent
-        (every item invalid, the send aborted, or the journal says it is done)."""
+        """Convert, check, encode and record one chunk; ``None`` when nothing is to be sent.
+
+        Nothing is sent when every item is invalid, the send aborted, or the journal says the
+        chunk is done.
+        """
         report = self.report
         first = report.read
         report.read += len(items)
@@ -512,56 +551,28 @@ def _invalid_outcome(index: int, item: Any, problems: list[Problem]) -> Recipien
     return _item_outcome(index, item, Outcome.NOT_SENT, reason)
 
 
-async def stream(
-    client: HyberClient,
-    kind: Kind,
-    campaign: Campaign,
+async def send_in_chunks(
+    client: Requester,
+    envelope: Envelope,
     items: Iterable[Any] | AsyncIterable[Any],
-    *,
-    chunk_size: int = MAX_ITEMS,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    sync: bool = False,
-    max_rate: float | None = None,
-    on_progress: ProgressCallback | None = None,
-    on_invalid: OnInvalid = "skip",
-    run_id: str | None = None,
-    report: SendReport | None = None,
-    journal: Journal | None = None,
+    options: SendOptions,
 ) -> SendReport:
-    """Send any number of items as ``kind`` requests of at most ``chunk_size``; see
-    ``HyberClient.stream_broadcast`` for the options."""
-    envelope = Envelope(campaign, kind)
-    if not 1 <= chunk_size <= MAX_ITEMS:
-        raise ValueError(f"chunk_size must be between 1 and {MAX_ITEMS}, got {chunk_size}")
-    if concurrency < 1:
-        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
-    if max_rate is not None:
-        if not (math.isfinite(max_rate) and max_rate > 0):
-            message = f"must be a positive finite number of recipients per second, got {max_rate}"
-            raise ValidationError([Problem("max_rate", message)])
-        chunk_size = paced_chunk_size(chunk_size, max_rate)
-    if on_invalid not in ("skip", "abort"):
-        raise ValueError(f"on_invalid must be 'skip' or 'abort', got {on_invalid!r}")
-    report = report if report is not None else SendReport()
+    """Send any number of items in requests of ``options.request_size`` items at most.
+
+    Each request wraps its items in ``envelope`` (the campaign, checked for its kind); see
+    ``HyberClient.stream_broadcast`` for the options.
+    """
+    kind = envelope.kind
+    run_id = options.run_id
+    report = options.report if options.report is not None else SendReport()
     report.run_id = run_id or report.run_id or uuid.uuid4().hex[:16]
-    report.endpoint = endpoint(kind, sync)
+    report.endpoint = endpoint(kind, options.sync)
+    journal = options.journal
     if journal is not None:
-        recorded = journal.open_run(fingerprint(kind, envelope, chunk_size, sync), report.run_id)
+        identity = fingerprint(kind, envelope, options.request_size, options.sync)
+        recorded = journal.open_run(identity, report.run_id)
         if run_id is not None and recorded != run_id:
             raise JournalMismatchError(f"the journal records run {recorded!r}, not {run_id!r}")
         report.run_id = recorded
-    sender = _Sender(
-        client,
-        kind,
-        envelope,
-        chunk_size=chunk_size,
-        concurrency=min(concurrency, client.max_connections),
-        sync=sync,
-        max_rate=max_rate,
-        on_progress=on_progress,
-        on_invalid=on_invalid,
-        report=report,
-        journal=journal,
-    )
-    await sender.run(items)
+    await _Sender(client, envelope, options, report).run(items)
     return report
