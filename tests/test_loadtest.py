@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -127,6 +128,44 @@ def test_summary_compare_and_html() -> None:
     assert page.startswith("<!DOCTYPE html>")
     assert "Plotly" in page
     assert '<script src="http' not in page  # plotly.js inlined: opens offline
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install)"
+)
+def test_html_report_draws_its_plots_in_headless_chromium(tmp_path: Path) -> None:
+    """Opened offline in headless Chromium, the report draws its four plots (plotly's SVGs
+    are in the DOM) and its screenshot is a real picture."""
+    result = _recorded([5, 6, 7, 900, 12, 8]).to_json()
+    result.update(target_rate=100.0, duration_s=1.0)
+    page = tmp_path / "report.html"
+    page.write_text(render_html(result), encoding="utf-8")
+    flags = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1400,1000",
+        "--virtual-time-budget=5000",
+    ]
+    dom = subprocess.run(
+        [*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
+    ).stdout
+    assert dom.count("subplot xy") + dom.count("cartesianlayer") >= 1
+    assert dom.count('class="main-svg"') >= 2
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [*flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120
+    )
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size > 20_000
 
 
 @pytest.mark.anyio

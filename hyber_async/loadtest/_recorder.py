@@ -179,15 +179,14 @@ class Recorder:
     def to_json(self) -> dict[str, Any]:
         """The result: every figure, and the encoded histograms (see the README)."""
         window = self.send_window or self.elapsed
+        span = max(self.send_window, self.elapsed)
         info = dict(self.info)
         target = info.get("target_rate")
         result: dict[str, Any] = {
             "version": RESULT_VERSION,
             "target_rate": target,
             "achieved_rate": round(self.sent_recipients / window, 3) if window else 0.0,
-            "throughput": round(self.outcomes[Outcome.ACCEPTED.value] / self.elapsed, 3)
-            if self.elapsed
-            else 0.0,
+            "throughput": round(self.outcomes[Outcome.ACCEPTED.value] / span, 3) if span else 0.0,
             "duration_s": info.pop("duration_s", None),
             "send_window_s": round(self.send_window, 6),
             "elapsed_s": round(self.elapsed, 6),
@@ -265,6 +264,7 @@ def merge_results(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     merged.workers = [
         {k: v for k, v in r.items() if k not in ("per_second", "workers")} for r in results
     ]
+    merged.info["client_cpu"] = max(float(r.get("client_cpu", 0.0)) for r in results)
     warnings = [w for r in results for w in r.get("warnings", [])]
     merged.info["warnings"] = list(dict.fromkeys(warnings))
     return merged.to_json()
