@@ -16,6 +16,7 @@ from hyber_async.loadtest import (
     Workload,
     check_thresholds,
     compare,
+    follow_jobs,
     loadtest_client,
     merge_results,
     parse_threshold,
@@ -93,8 +94,15 @@ def _recorded(latencies_ms: list[float], start: float = 0.0) -> Recorder:
 
 def test_merged_result_equals_the_merge_of_the_histograms() -> None:
     """Merging results adds their histograms exactly, their counts and their series."""
-    a, b = _recorded([5, 6, 7, 900]).to_json(), _recorded([1, 2, 3], start=0.05).to_json()
+    first, second = _recorded([5, 6, 7, 900]), _recorded([1, 2, 3], start=0.05)
+    for recorder, delivered in ((first, 30), (second, 20)):
+        recorder.follow = {"jobs": 1, "final_jobs": 1, "delivered": delivered, "pending": 0}
+        recorder.to_final.record_value(2_000_000, delivered)
+    a, b = first.to_json(), second.to_json()
     merged = merge_results([a, b])
+    assert merged["follow"]["delivered"] == 50
+    assert merged["follow"]["jobs"] == 2
+    assert decode(merged["follow"]["histogram"]).get_total_count() == 50
     expected = decode(a["histogram"])
     expected.add(decode(b["histogram"]))
     assert decode(merged["histogram"]).equals(expected)
@@ -195,6 +203,33 @@ async def test_closed_loop_counts_outcomes_and_statuses(kind: str, sync: bool) -
     assert result["retry_after"]["answers"] == 2
     assert result["endpoint"] == kind + ("/sync" if sync else "")
     assert emulator.ledger.accepted == result["recipients"]
+
+
+@pytest.mark.anyio
+async def test_follow_reports_time_to_final_and_delivered_share() -> None:
+    """Following the accepted jobs accounts every message as delivered, expired or failed and
+    records a time to final status per message; the status polls are not counted as sends."""
+    emulator = create_app(EmulatorConfig(time_scale=1000))
+    recorder = Recorder()
+    async with loadtest_client(
+        recorder,
+        connections=2,
+        base_url="http://emulator.invalid",
+        client_id="1234",
+        login="user",
+        password="secret",
+        transport=httpx.ASGITransport(app=emulator),
+    ) as client:
+        await run_workload(client, Workload(duration=0.2, max_in_flight=2, chunk_size=20), recorder)
+        await follow_jobs(client, recorder, deadline=30, interval=0.05)
+    result = recorder.to_json()
+    follow = result["follow"]
+    assert follow["jobs"] == follow["final_jobs"] == result["request_count"]
+    messages = follow["delivered"] + follow["expired"] + follow["failed"]
+    assert messages == result["outcomes"]["accepted"]
+    assert follow["pending"] == 0
+    assert decode(follow["histogram"]).get_total_count() == messages
+    assert result["requests"] == {"200": result["request_count"]}
 
 
 def test_core_library_does_not_import_the_loadtest_extra() -> None:

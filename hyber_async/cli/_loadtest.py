@@ -70,6 +70,16 @@ def add(commands: Any) -> None:
     load.add_argument(
         "--numbers", type=_numbers, default=None, metavar="FROM:TO", help="phone number range"
     )
+    load.add_argument(
+        "--follow",
+        type=_positive,
+        metavar="S",
+        help="after the run, poll the accepted jobs for up to S seconds: time to final status, "
+        "delivered / expired / failed (async endpoints)",
+    )
+    load.add_argument(
+        "--poll-interval", type=_positive, default=1.0, metavar="S", help="for --follow"
+    )
     out = parser.add_argument_group("output")
     out.add_argument("--json", type=Path, metavar="PATH", help="write the result as JSON")
     out.add_argument("--report", type=Path, metavar="PATH", help="write the HTML report")
@@ -101,6 +111,12 @@ def add(commands: Any) -> None:
         help="fixed:MS, uniform:MIN:MAX or lognormal:MEDIAN:P99",
     )
     emulator.add_argument("--emulator-capacity", type=int, metavar="N")
+    emulator.add_argument(
+        "--emulator-time-scale",
+        type=_positive,
+        metavar="X",
+        help="emulated seconds per real second (e.g. 100: a 300 s ttl passes in 3 s)",
+    )
     emulator.add_argument(
         "--stall",
         type=_stall,
@@ -228,6 +244,8 @@ def _run_loadtest(args: argparse.Namespace) -> int:
         )
         if args.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {args.workers}")
+        if args.follow and args.sync:
+            raise ValueError("--follow follows jobs: use it with the async endpoints, not --sync")
     except ValueError as exc:
         error("loadtest", exc)
         return EXIT_BAD_INPUT
@@ -238,7 +256,9 @@ def _run_loadtest(args: argparse.Namespace) -> int:
         account = DEMO_ACCOUNT
         try:
             with emulator_process(
-                latency=args.emulator_latency, capacity=args.emulator_capacity
+                latency=args.emulator_latency,
+                capacity=args.emulator_capacity,
+                time_scale=args.emulator_time_scale,
             ) as url:
                 target = lt.Target(url, account.client_id, account.login, account.password)
                 return _measure(args, lt, workload, target, thresholds)
@@ -264,15 +284,18 @@ def _run_loadtest(args: argparse.Namespace) -> int:
 def _measure(
     args: argparse.Namespace, lt: Any, workload: Any, target: Any, thresholds: list[Any]
 ) -> int:
+    options: dict[str, Any] = {"workers": args.workers, "stall": args.stall}
+    if args.follow:
+        options["follow"] = lt.Follow(args.follow, args.poll_interval)
     live = None
     if not args.quiet and args.workers == 1 and sys.stdout.isatty():
         live = _Live(workload.duration)
     try:
         if live is not None:
             with live.live:
-                result = lt.run(workload, target, workers=args.workers, stall=args.stall, at=live)
+                result = lt.run(workload, target, at=live, **options)
         else:
-            result = lt.run(workload, target, workers=args.workers, stall=args.stall)
+            result = lt.run(workload, target, **options)
     except Exception as exc:
         error("loadtest", exc)
         return EXIT_SERVER

@@ -17,10 +17,10 @@ import attrs
 import httpx
 
 from ._recorder import Recorder, merge_results
-from ._runner import loadtest_client, run_workload
+from ._runner import follow_jobs, loadtest_client, run_workload
 from ._workload import Workload
 
-__all__ = ["Target", "emulator_process", "emulator_stats", "run"]
+__all__ = ["Follow", "Target", "emulator_process", "emulator_stats", "run"]
 
 CPU_BUSY: Final = 0.9
 """Share of one core above which a process is said to have run out of CPU."""
@@ -39,16 +39,23 @@ class Target:
 
 @contextlib.contextmanager
 def emulator_process(
-    *, latency: str | None = None, capacity: int | None = None, port: int = 0
+    *,
+    latency: str | None = None,
+    capacity: int | None = None,
+    time_scale: float | None = None,
+    port: int = 0,
 ) -> Iterator[str]:
     """Start ``hyber-async emulator`` in its own process on a loopback port; yield its base URL;
-    stop it on exit. ``latency`` and ``capacity`` as the emulator command takes them."""
+    stop it on exit. ``latency``, ``capacity`` and ``time_scale`` as the emulator command takes
+    them."""
     command = [sys.executable, "-m", "hyber_async.emulator", "--port", str(port)]
     command += ["--log-level", "warning"]
     if latency is not None:
         command += ["--latency", latency]
     if capacity is not None:
         command += ["--capacity", str(capacity)]
+    if time_scale is not None:
+        command += ["--time-scale", repr(time_scale)]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL
     )
@@ -95,8 +102,19 @@ def _stall(base_url: str, at: float, seconds: float) -> threading.Timer:
     return timer
 
 
+@attrs.frozen
+class Follow:
+    """Follow the accepted jobs after the run: poll every ``interval`` s for ``deadline`` s."""
+
+    deadline: float
+    interval: float = 1.0
+
+
 async def _run_one(
-    workload: Workload, target: Target, at: Callable[[float, Recorder], Any] | None
+    workload: Workload,
+    target: Target,
+    at: Callable[[float, Recorder], Any] | None,
+    follow: Follow | None = None,
 ) -> dict[str, Any]:
     recorder = Recorder()
     connections = workload.max_in_flight or workload.connections
@@ -109,6 +127,8 @@ async def _run_one(
         password=target.password,
     ) as client:
         await run_workload(client, workload, recorder, at=at)
+        if follow is not None:
+            await follow_jobs(client, recorder, deadline=follow.deadline, interval=follow.interval)
     result = recorder.to_json()
     busy = recorder.cpu_seconds / recorder.elapsed if recorder.elapsed else 0.0
     result["client_cpu"] = round(busy, 3)
@@ -121,9 +141,9 @@ async def _run_one(
     return result
 
 
-def _worker(workload: Workload, target: Target) -> dict[str, Any]:
+def _worker(workload: Workload, target: Target, follow: Follow | None) -> dict[str, Any]:
     """One worker process: run its share and return its result."""
-    return anyio.run(_run_one, workload, target, None)
+    return anyio.run(_run_one, workload, target, None, follow)
 
 
 def run(
@@ -133,14 +153,16 @@ def run(
     workers: int = 1,
     stall: tuple[float, float] | None = None,
     at: Callable[[float, Recorder], Any] | None = None,
+    follow: Follow | None = None,
 ) -> dict[str, Any]:
     """Run ``workload`` against ``target`` and return the result (see the README).
 
     ``workers`` processes share the rate (each ``1/workers`` of it, interleaved, on its own
     recipients) or the requests in flight, and their results are merged. ``stall``
     ``(at, seconds)`` asks an emulator target to stall ``at`` seconds into the run. ``at``:
-    the live view's callback (one worker only). When the target is an emulator, its CPU use
-    is measured and a warning added if it ran out of CPU.
+    the live view's callback (one worker only). ``follow``: poll the accepted jobs afterwards
+    (async endpoints) for the time to final status and the delivered share. When the target
+    is an emulator, its CPU use is measured and a warning added if it ran out of CPU.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers!r}")
@@ -149,12 +171,12 @@ def run(
     timer = _stall(base_url, stall[0], stall[1]) if stall and base_url else None
     try:
         if workers == 1:
-            result = anyio.run(_run_one, workload, target, at)
+            result = anyio.run(_run_one, workload, target, at, follow)
         else:
             shares = [_share(workload, workers, w) for w in range(workers)]
             context = multiprocessing.get_context("spawn")
             with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-                futures = [pool.submit(_worker, share, target) for share in shares]
+                futures = [pool.submit(_worker, share, target, follow) for share in shares]
                 result = merge_results([f.result() for f in futures])
     finally:
         if timer is not None:

@@ -101,6 +101,15 @@ class Recorder:
     in_flight: int = 0
     seconds: dict[int, _Second] = attrs.field(factory=dict)
     cpu_seconds: float = 0.0
+    job_starts: dict[str, float] = attrs.field(factory=dict)
+    """Each accepted job's request start (seconds into the run), to follow it (not saved)."""
+    origin: float = 0.0
+    """The run's start on the event loop's clock (not saved)."""
+    to_final: Any = attrs.field(factory=new_histogram)
+    """Followed jobs: from the request's start to the poll that saw every message final."""
+    follow: dict[str, int] | None = None
+    """Followed jobs' messages: ``jobs``, ``final_jobs``, ``delivered``, ``expired``,
+    ``failed``, ``pending`` (``None``: not followed)."""
     info: dict[str, Any] = attrs.field(factory=dict)
     """The workload's settings and the run's notes (target rate, endpoint, warnings...)."""
     workers: list[dict[str, Any]] = attrs.field(factory=list)
@@ -113,7 +122,10 @@ class Recorder:
         return second
 
     async def on_response(self, response: httpx.Response) -> None:
-        """httpx response hook: count each answer by status, and its ``Retry-After``."""
+        """httpx response hook: count each answer to a send (a POST; not the polls of
+        ``follow_jobs``) by status, and its ``Retry-After``."""
+        if response.request.method != "POST":
+            return
         _count(self.statuses, str(response.status_code))
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         if retry_after is not None and response.status_code in (429, 503):
@@ -169,6 +181,11 @@ class Recorder:
         self.send_window = max(self.send_window, other.send_window)
         self.elapsed = max(self.elapsed, other.elapsed)
         self.cpu_seconds += other.cpu_seconds
+        if other.follow is not None:
+            self.follow = self.follow or {}
+            for key, n in other.follow.items():
+                _count(self.follow, key, n)
+            self.to_final.add(other.to_final)
         for t, theirs_second in other.seconds.items():
             second = self._second(t)
             second.recipients += theirs_second.recipients
@@ -217,6 +234,12 @@ class Recorder:
             "histogram": encode(self.corrected),
             "histogram_uncorrected": encode(self.uncorrected),
         }
+        if self.follow is not None:
+            result["follow"] = {
+                **self.follow,
+                "time_to_final_ms": summary_ms(self.to_final),
+                "histogram": encode(self.to_final),
+            }
         result.update(info)
         if self.workers:
             result["workers"] = self.workers
@@ -239,6 +262,12 @@ class Recorder:
             elapsed=data["elapsed_s"],
             cpu_seconds=data.get("cpu_s", 0.0),
         )
+        follow = data.get("follow")
+        if follow is not None:
+            recorder.to_final = decode(follow["histogram"])
+            recorder.follow = {
+                k: v for k, v in follow.items() if k not in ("time_to_final_ms", "histogram")
+            }
         for row in data["per_second"]:
             recorder.seconds[int(row["t"])] = _Second(
                 row["recipients"], row["requests"], row["answered"], decode(row["histogram"])
@@ -289,6 +318,7 @@ _MEASURED: Final = frozenset(
         "cpu_s",
         "histogram",
         "histogram_uncorrected",
+        "follow",
     }
 )
 

@@ -52,6 +52,18 @@ def summary(result: Mapping[str, Any]) -> str:
     retry = result["retry_after"]
     if retry["answers"]:
         lines.append(f"Retry-After: {retry['answers']} answers, {retry['seconds']:g} s asked")
+    follow = result.get("follow")
+    if follow is not None:
+        messages = sum(follow[k] for k in ("delivered", "expired", "failed", "pending")) or 1
+        shares = ", ".join(
+            f"{k} {follow[k] / messages:.2%}" for k in ("delivered", "expired", "failed", "pending")
+        )
+        final = follow["time_to_final_ms"]
+        lines.append(f"followed {follow['final_jobs']}/{follow['jobs']} jobs final: {shares}")
+        lines.append(
+            f"time to final status (ms, as polled): p50 {final['p50']:.0f}, "
+            f"p99 {final['p99']:.0f}, max {final['max']:.0f}"
+        )
     lines += [f"warning: {w}" for w in result.get("warnings", [])]
     return "\n".join(lines)
 

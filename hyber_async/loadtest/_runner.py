@@ -13,12 +13,13 @@ import httpx
 from .._client import HyberClient
 from .._config import DEFAULT_RETRY, DEFAULT_TIMEOUTS, RetryPolicy, Timeouts
 from .._errors import APIError, HyberError
-from .._models import SyncResult
+from .._models import JobAccepted
+from .._poller import Counts, PollDeadlineError
 from .._send_report import Outcome, outcome_of_error
 from ._recorder import Recorder
 from ._workload import Workload
 
-__all__ = ["loadtest_client", "run_workload"]
+__all__ = ["follow_jobs", "loadtest_client", "run_workload"]
 
 
 @contextlib.asynccontextmanager
@@ -61,8 +62,9 @@ async def loadtest_client(
 
 async def _send(
     client: HyberClient, workload: Workload, campaign: Any, items: list[Any]
-) -> tuple[dict[Outcome, int], str | None]:
-    """Send one request; the outcomes of its recipients, and what failed (if it did)."""
+) -> tuple[dict[Outcome, int], str | None, str | None]:
+    """Send one request; the outcomes of its recipients, what failed (if it did), and the
+    accepted job's id (async endpoints)."""
     n = len(items)
     try:
         if workload.kind == "broadcast":
@@ -79,9 +81,9 @@ async def _send(
             label = f"{exc.status_code}/{exc.error_code}"
         else:
             label = type(exc).__name__
-        return {outcome_of_error(exc): n}, label
-    if not isinstance(answer, SyncResult):
-        return {Outcome.ACCEPTED: n}, None
+        return {outcome_of_error(exc): n}, label, None
+    if isinstance(answer, JobAccepted):
+        return {Outcome.ACCEPTED: n}, None, answer.job_id
     counts = dict.fromkeys(Outcome, 0)
     for result in answer.messages[:n]:
         if result.accepted is True and result.error_code is None:
@@ -91,7 +93,7 @@ async def _send(
         else:
             counts[Outcome.UNKNOWN] += 1
     counts[Outcome.UNKNOWN] += max(0, n - len(answer.messages))
-    return counts, None
+    return counts, None, None
 
 
 async def run_workload(
@@ -119,17 +121,19 @@ async def run_workload(
     )
     campaign = workload.campaign()
     cpu = time.process_time()
-    start = anyio.current_time()
+    start = recorder.origin = anyio.current_time()
 
     async def one(intended: float, first: int) -> None:
         items = workload.items(first)
         actual = anyio.current_time() - start
         recorder.started(actual, len(items))
         try:
-            outcomes, error = await _send(client, workload, campaign, items)
+            outcomes, error, job_id = await _send(client, workload, campaign, items)
         finally:
             end = anyio.current_time() - start
         recorder.finished(intended, actual, end, outcomes, error)
+        if job_id is not None:
+            recorder.job_starts[job_id] = actual
 
     async def tick(done: anyio.Event) -> None:
         assert at is not None
@@ -175,3 +179,36 @@ async def run_workload(
         at(anyio.current_time() - start, recorder)
     recorder.cpu_seconds += time.process_time() - cpu
     return recorder
+
+
+async def follow_jobs(
+    client: HyberClient, recorder: Recorder, *, deadline: float, interval: float = 1.0
+) -> None:
+    """Poll every job the run had accepted until all its messages are final, or ``deadline``
+    seconds have passed; record in ``recorder`` the time from each request's start to the poll
+    that saw its job final (weighted by its messages: an upper bound, within ``interval``) and
+    the messages delivered, expired, failed and still pending."""
+    follow = dict.fromkeys(("jobs", "final_jobs", "delivered", "expired", "failed", "pending"), 0)
+    follow["jobs"] = len(recorder.job_starts)
+    last: dict[str, Counts] = {}
+    if recorder.job_starts:
+        poller = client.poll_jobs(
+            list(recorder.job_starts), interval=interval, max_interval=interval, deadline=deadline
+        )
+        try:
+            async for update in poller:
+                last[update.job_id] = update.counts
+                if update.final and update.error is None:
+                    seen = anyio.current_time() - recorder.origin
+                    since = seen - recorder.job_starts[update.job_id]
+                    micros = min(max(round(since * 1e6), 1), 3_600_000_000)
+                    recorder.to_final.record_value(micros, max(update.counts.total, 1))
+                    follow["final_jobs"] += 1
+        except PollDeadlineError:
+            pass
+    for counts in last.values():
+        follow["delivered"] += counts.delivered
+        follow["expired"] += counts.expired
+        follow["failed"] += counts.failed
+        follow["pending"] += counts.pending
+    recorder.follow = follow
