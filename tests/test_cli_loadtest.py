@@ -79,3 +79,18 @@ def test_bad_settings_exit_2(
     """A setting that cannot work exits 2 with a line naming it, before anything starts."""
     assert main(["loadtest", "--quiet", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_recipients_from_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--recipients cycles through a file's rows; a bad row exits 2 naming its line."""
+    good = tmp_path / "people.csv"
+    good.write_text("phone_number\n380961111111\n380962222222\n+380963333333\n")
+    out = tmp_path / "run.json"
+    args = ["loadtest", "--rate", "200", "--duration", "0.5", "--chunk-size", "5", "--quiet"]
+    assert main([*args, "--recipients", str(good), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["outcomes"]["accepted"] == 100
+    bad = tmp_path / "bad.csv"
+    bad.write_text("phone_number\n380961111111\nnot-a-number\n")
+    capsys.readouterr()
+    assert main([*args, "--recipients", str(bad)]) == 2
+    assert "bad.csv:3" in capsys.readouterr().err

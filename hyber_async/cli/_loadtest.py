@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
+import attrs
 import orjson
 
 from .._config import SITE_URL
@@ -79,6 +80,12 @@ def add(commands: Any) -> None:
     )
     load.add_argument(
         "--poll-interval", type=_positive, default=1.0, metavar="S", help="for --follow"
+    )
+    load.add_argument(
+        "--recipients",
+        metavar="FILE",
+        help="cycle through the recipients of a CSV or JSON Lines file (as `send` reads them) "
+        "instead of synthetic numbers",
     )
     out = parser.add_argument_group("output")
     out.add_argument("--json", type=Path, metavar="PATH", help="write the result as JSON")
@@ -242,6 +249,10 @@ def _run_loadtest(args: argparse.Namespace) -> int:
             sync=args.sync,
             **options,
         )
+        if args.recipients is not None:
+            workload = attrs.evolve(
+                workload, recipients=lt.load_recipients(args.recipients, workload)
+            )
         if args.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {args.workers}")
         if args.follow and args.sync:

@@ -200,7 +200,8 @@ def run(
 def _share(workload: Workload, workers: int, index: int) -> Workload:
     """Worker ``index``'s share of ``workload``: its rate, its phase, its recipients."""
     low, high = workload.numbers
-    offset = workload.offset + index * ((high - low + 1) // workers)
+    span = len(workload.recipients) or high - low + 1
+    offset = workload.offset + index * (span // workers)
     if workload.max_in_flight is not None:
         in_flight = max(1, workload.max_in_flight // workers)
         return attrs.evolve(workload, max_in_flight=in_flight, offset=offset)

@@ -8,10 +8,12 @@ from typing import Any, Final, Literal
 
 import attrs
 
+from .._codec import Envelope
 from .._models import Campaign, Channel, ChannelOptions, SmsOptions
-from .._validation import MAX_ITEMS, PHONE_MAX, PHONE_MIN
+from .._sources import ItemStream, RecordReader, SourceError
+from .._validation import MAX_ITEMS, PHONE_MAX, PHONE_MIN, Kind
 
-__all__ = ["DEFAULT_NUMBERS", "Workload"]
+__all__ = ["DEFAULT_NUMBERS", "Workload", "load_recipients"]
 
 DEFAULT_NUMBERS: Final = (380_990_000_000, 380_999_999_999)
 """The synthetic recipients' phone numbers (inclusive): a made-up test range, cycled."""
@@ -39,7 +41,8 @@ class Workload:
     schedule; at most ``connections`` requests are in flight, a late one starts as soon as one
     finishes, and its latency counts from its intended start (coordinated omission). ``kind``
     is ``"broadcast"`` or ``"batch"``; ``sync`` uses the ``/sync`` endpoints. Recipients are
-    synthetic numbers from ``numbers`` (inclusive), cycled, starting at ``offset`` into it.
+    synthetic numbers from ``numbers`` (inclusive), or the wire items of ``recipients`` (see
+    ``load_recipients``), cycled, starting at ``offset`` into them.
     ``phase`` (0 to 1) shifts the schedule by that share of one request's interval, so that
     workers sharing a rate interleave.
     """
@@ -55,6 +58,7 @@ class Workload:
     numbers: tuple[int, int] = DEFAULT_NUMBERS
     offset: int = 0
     phase: float = 0.0
+    recipients: tuple[dict[str, Any], ...] = attrs.field(default=(), repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         given = [n for n, v in (("rate", self.rate), ("ramp", self.ramp)) if v is not None]
@@ -134,12 +138,34 @@ class Workload:
 
     def items(self, first: int) -> list[dict[str, Any]]:
         """The wire items of the request that holds recipients ``first`` on."""
+        start = self.offset + first
+        if self.recipients:
+            pool = self.recipients
+            return [pool[(start + i) % len(pool)] for i in range(self.chunk_size)]
         low, high = self.numbers
         span = high - low + 1
-        start = self.offset + first
         if self.kind == "broadcast":
             return [{"phone_number": low + (start + i) % span} for i in range(self.chunk_size)]
         return [
             {"phone_number": low + (start + i) % span, "text": _TEXT}
             for i in range(self.chunk_size)
         ]
+
+
+def load_recipients(path: str, workload: Workload) -> tuple[dict[str, Any], ...]:
+    """Every recipient (or batch message) of a CSV or JSON Lines file, as ``hyber-async send``
+    reads it, checked against ``workload``'s campaign; ``ValueError`` naming the file, line and
+    field of the first bad row. A load test cycles through them, so they are held in memory."""
+    kind = Kind.BROADCAST if workload.kind == "broadcast" else Kind.BATCH
+    rules = Envelope(workload.campaign(), kind).rules
+    try:
+        with RecordReader(path, kind) as reader:
+            stream = ItemStream(reader, rules)
+            items = tuple(stream)
+    except SourceError as exc:
+        raise ValueError(str(exc)) from None
+    if stream.error is not None:
+        raise ValueError(str(stream.error))
+    if not items:
+        raise ValueError(f"{path}: no recipients")
+    return items
