@@ -71,6 +71,7 @@ def test_refuses_a_target_that_is_not_an_emulator(capsys: pytest.CaptureFixture[
         (["--threshold", "p99<5%"], "threshold"),
         (["--chunk-size", "0"], "chunk_size"),
         (["--workers", "0"], "workers"),
+        (["--base-url", "http://127.0.0.1:9", "--emulator-capacity", "2"], "built-in"),
     ],
 )
 def test_bad_settings_exit_2(

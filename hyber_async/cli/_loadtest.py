@@ -2,7 +2,7 @@
 
 Needs the ``loadtest`` extra. ``hyber-async loadtest compare A.json B.json`` compares two
 results. Exit codes: 0 done (every threshold met), 1 a threshold missed (each named on a
-line), 2 usage error, 3 the target could not be reached.
+line), 2 usage error, 3 the target could not be reached, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -18,7 +18,14 @@ import orjson
 
 from .._config import SITE_URL
 from ..emulator import DEMO_ACCOUNT, parse_latency
-from ._common import EXIT_BAD_INPUT, EXIT_OK, EXIT_PARTIAL, EXIT_SERVER, error
+from ._common import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_SERVER,
+    error,
+)
 
 __all__ = ["add"]
 
@@ -33,7 +40,8 @@ exit codes:
   0    done, every threshold met
   1    a threshold was missed (each named on a line)
   2    usage error
-  3    the target could not be reached"""
+  3    the target could not be reached
+  130  interrupted"""
 
 
 def add(commands: Any) -> None:
@@ -49,7 +57,9 @@ def add(commands: Any) -> None:
     )
     load = parser.add_argument_group("workload")
     shape = load.add_mutually_exclusive_group()
-    shape.add_argument("--rate", type=_positive, metavar="R", help="recipients per second")
+    shape.add_argument(
+        "--rate", type=_positive, metavar="R", help="recipients per second (default 1000)"
+    )
     shape.add_argument(
         "--ramp", type=_ramp, metavar="FROM:TO", help="rate rising from FROM to TO recipients/s"
     )
@@ -261,6 +271,10 @@ def _run_loadtest(args: argparse.Namespace) -> int:
         error("loadtest", exc)
         return EXIT_BAD_INPUT
     base_url = args.base_url or (SITE_URL.format(site=args.site) if args.site else None)
+    built_in = (args.emulator_latency, args.emulator_capacity, args.emulator_time_scale)
+    if base_url is not None and any(v is not None for v in built_in):
+        error("loadtest", "--emulator-* settings are for the built-in emulator (no --base-url)")
+        return EXIT_BAD_INPUT
     if base_url is None:
         from ..loadtest import emulator_process
 
@@ -307,6 +321,9 @@ def _measure(
                 result = lt.run(workload, target, at=live, **options)
         else:
             result = lt.run(workload, target, **options)
+    except KeyboardInterrupt:
+        error("loadtest", "interrupted: no result")
+        return EXIT_INTERRUPTED
     except Exception as exc:
         error("loadtest", exc)
         return EXIT_SERVER
