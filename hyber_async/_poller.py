@@ -30,6 +30,8 @@ __all__ = [
     "CHANNEL_OF_CODE",
     "DEFAULT_INTERVAL",
     "DEFAULT_MAX_INTERVAL",
+    "PENDING_CHANNEL",
+    "UNTOLD_CHANNEL",
     "CampaignSummary",
     "Counts",
     "JobPoller",
@@ -40,7 +42,10 @@ __all__ = [
     "wait_for_jobs",
 ]
 
-UNKNOWN_CHANNEL: Final = "unknown"
+PENDING_CHANNEL: Final = "not yet known"
+"""The ``by_channel`` key of messages not final yet: their last channel is not known yet."""
+UNTOLD_CHANNEL: Final = "not told"
+"""The ``by_channel`` key of final messages whose status names no channel."""
 
 CHANNEL_OF_CODE: Final[Mapping[int, str]] = {
     HyberStatus.SMS_DELIVERED: Channel.SMS.value,
@@ -48,7 +53,9 @@ CHANNEL_OF_CODE: Final[Mapping[int, str]] = {
     HyberStatus.VIBER_TEMPLATE_DELIVERED: Channel.VIBER.value,
     HyberStatus.SMS_EXPIRED: Channel.SMS.value,
 }
-"""The channel that a known ``hyber_status`` or ``error_code`` tells; others are "unknown"."""
+"""The channel that a known ``hyber_status`` or ``error_code`` tells (section 9 of the
+documentation lists these only); a message with ``delivered_sms_parts`` went to SMS (the field
+is documented as missing otherwise)."""
 
 EXPIRED_CODES: Final = frozenset({HyberStatus.SMS_EXPIRED, ErrorCode.SMS_EXPIRED})
 """``hyber_status`` / ``error_code`` values that mean "expired" rather than "failed"."""
@@ -85,9 +92,10 @@ class Counts:
 class CampaignSummary:
     """What happened to the messages of a set of jobs.
 
-    ``by_channel`` splits ``counts`` by the channel that the message's ``hyber_status`` or
-    ``error_code`` tells (``"sms"``, ``"viber"``; ``"unknown"`` for unknown codes and pending
-    messages); ``by_error_code`` counts the messages carrying each ``error_code``;
+    ``by_channel`` splits ``counts`` by the channel that the message's documented status tells
+    (``"sms"``, ``"viber"``: its ``hyber_status`` or ``error_code``, or ``delivered_sms_parts``
+    for SMS); ``"not yet known"`` for messages still pending, ``"not told"`` for final ones whose
+    status names no channel; ``by_error_code`` counts the messages carrying each ``error_code``;
     ``pending_jobs`` are the jobs not final yet (a job whose report is still empty, or was never
     read, is pending with no messages counted); ``failed_jobs`` maps the id of each job whose
     polling failed for good to the error (its messages keep their last known counts).
@@ -141,7 +149,12 @@ def summarize(statuses: Mapping[str, JobStatus]) -> CampaignSummary:
                 else:
                     outcome = "pending"
                 channel = channel_of.get(m.hyber_status or 0)
-            tally[channel or UNKNOWN_CHANNEL, outcome] += 1
+            if channel is None:
+                if m.delivered_sms_parts is not None:
+                    channel = Channel.SMS.value
+                else:
+                    channel = PENDING_CHANNEL if outcome == "pending" else UNTOLD_CHANNEL
+            tally[channel, outcome] += 1
             pending += outcome == "pending"
         if pending or not status.messages:
             pending_jobs.append(job_id)

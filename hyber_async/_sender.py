@@ -56,6 +56,7 @@ __all__ = [
     "ProgressCallback",
     "endpoint",
     "fingerprint",
+    "paced_chunk_size",
     "stream",
 ]
 
@@ -280,6 +281,11 @@ IN_FLIGHT_AT_STOP = "in flight when the previous run stopped: reconcile before s
 def digest(body: bytes) -> bytes:
     """What the journal keeps of a request body to recognise the same input on a resume."""
     return hashlib.blake2b(body, digest_size=16).digest()
+
+
+def paced_chunk_size(chunk_size: int, max_rate: float | None) -> int:
+    """The chunk size a send uses: ``max_rate`` caps it at a tenth of a second's worth."""
+    return chunk_size if max_rate is None else min(chunk_size, math.ceil(max_rate / 10))
 
 
 def fingerprint(kind: Kind, envelope: Envelope, chunk_size: int, sync: bool) -> str:
@@ -533,7 +539,7 @@ async def stream(
         if not (math.isfinite(max_rate) and max_rate > 0):
             message = f"must be a positive finite number of recipients per second, got {max_rate}"
             raise ValidationError([Problem("max_rate", message)])
-        chunk_size = min(chunk_size, math.ceil(max_rate / 10))
+        chunk_size = paced_chunk_size(chunk_size, max_rate)
     if on_invalid not in ("skip", "abort"):
         raise ValueError(f"on_invalid must be 'skip' or 'abort', got {on_invalid!r}")
     report = report if report is not None else SendReport()

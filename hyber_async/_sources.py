@@ -6,11 +6,14 @@ project's one rule set (``check_items`` with the campaign's ``ItemRules``), a bl
 
 - CSV: a header line names the columns. ``phone_number`` is required, ``extra_id`` is optional
   (an empty cell means none); a batch needs ``text`` and takes no other column; in a broadcast
-  every other column is a ``%variable%`` of the recipient (its cells are strings). Encoding
-  UTF-8, with or without a byte-order mark; quoted cells may span lines.
+  every other column is a ``%variable%`` of the recipient (its cells are strings). The
+  delimiter (comma, semicolon, tab or bar) is found from the header unless given. Encoding
+  UTF-8, with or without a byte-order mark, unless given; quoted cells may span lines.
 - JSON Lines: one JSON object per line, with the wire keys (blank lines are skipped).
+- The path ``-`` reads standard input (its format must be given).
 - A phone number given as a string of digits (a leading ``+`` and surrounding spaces allowed)
-  becomes an integer; any other string is an error.
+  becomes an integer; any other string is an error; ``phone_parser`` reads them as people
+  write them instead (opt-in).
 
 Problems are ``SourceError``s naming the file, the line (1-based; for a multi-line CSV record,
 its first line) and the field. File-level ones (unreadable file, bad header, undecodable text)
@@ -21,11 +24,15 @@ are raised; row-level ones are yielded in the row's place, so a caller decides w
 from __future__ import annotations
 
 import bisect
+import codecs
 import csv
 import importlib
 import io
+import itertools
 import os
 import re
+import stat
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -37,7 +44,7 @@ import orjson
 from ._codec import Wire, converter, unknown_campaign_key
 from ._errors import HyberError, Problem
 from ._models import Campaign, Message
-from ._validation import ItemRules, Kind, check_envelope, check_items
+from ._validation import ItemRules, Kind, check_envelope, check_items, placeholders_in
 
 __all__ = [
     "FORMATS",
@@ -46,9 +53,11 @@ __all__ = [
     "RecordReader",
     "Row",
     "SourceError",
+    "check_columns",
     "checked_rows",
     "detect_format",
     "load_campaign",
+    "phone_parser",
 ]
 
 FORMATS: Final = ("csv", "jsonl")
@@ -96,6 +105,8 @@ Row = tuple[int, "Wire | SourceError"]
 
 def detect_format(path: str, given: str | None = None) -> str:
     """The format of a recipient file: ``given``, or the one its extension names."""
+    if os.path.isdir(path):
+        raise SourceError(path, "is a directory: give the path of a CSV or JSON Lines file")
     if given is not None:
         return given
     found = _EXTENSIONS.get(Path(path).suffix.lower())
@@ -118,6 +129,57 @@ def _phone(value: object) -> object:
     return int(digits)
 
 
+_PHONE_PARSE_ERRORS: Final = {
+    0: "has no country code: write it as +380... or pass --phone-region",
+    1: "is not a phone number",
+    2: "is too short",
+    3: "is too short",
+    4: "is too long",
+}
+
+
+def phone_parser(region: str | None) -> Callable[[object], object]:
+    """A reader of phone numbers as people write them (``+380 (96) 111-11-11``,
+    ``380-96-111-11-14``; with ``region``, e.g. ``"UA"``, national ones like ``096 111 11 11``
+    too), by Google's libphonenumber (the ``phonenumbers`` package of the ``cli`` extra): a
+    string becomes the integer of its E.164 form; a string that is not a valid number for its
+    country raises ``ValueError`` saying why; anything else is left to the rule set to judge.
+    """
+    try:
+        import phonenumbers
+    except ImportError:
+        raise HyberError(
+            "reading phone numbers as written needs the phonenumbers package: "
+            "pip install 'hyber-async[cli]'"
+        ) from None
+    if region is not None and region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise HyberError(f"--phone-region: unknown region {region!r} (e.g. UA, DE, GB)")
+    default = None if region is None else region.upper()
+
+    def parse(value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if not text:
+            raise ValueError("is empty")
+        try:
+            try:
+                number = phonenumbers.parse(text, default)
+            except phonenumbers.NumberParseException as exc:
+                if default is not None or text.startswith("+") or exc.error_type != 0:
+                    raise
+                number = phonenumbers.parse("+" + text)  # an international number without +
+        except phonenumbers.NumberParseException as exc:
+            reason = _PHONE_PARSE_ERRORS.get(exc.error_type, "is not a phone number")
+            raise ValueError(f"{reason}, got {value!r}") from None
+        if not phonenumbers.is_valid_number(number):
+            code = number.country_code
+            raise ValueError(f"is not a valid number of country code +{code}, got {value!r}")
+        return int(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:])
+
+    return parse
+
+
 class RecordReader:
     """One open recipient file, read row by row; a context manager that closes it.
 
@@ -125,18 +187,49 @@ class RecordReader:
     before anything is sent. ``rows()`` yields each row once.
     """
 
-    def __init__(self, path: str, kind: Kind, fmt: str | None = None) -> None:
-        """Open ``path`` holding ``kind`` items in ``fmt`` (default: by its extension)."""
+    def __init__(
+        self,
+        path: str,
+        kind: Kind,
+        fmt: str | None = None,
+        *,
+        delimiter: str | None = None,
+        encoding: str | None = None,
+        phone: Callable[[object], object] | None = None,
+    ) -> None:
+        """Open ``path`` holding ``kind`` items in ``fmt`` (default: by its extension).
+
+        A CSV's ``delimiter`` is found from its header (comma, semicolon, tab or bar) unless
+        given; ``encoding`` is UTF-8 unless given (any Python codec name, e.g. ``cp1251``);
+        ``phone`` reads each phone number (default: digits, a leading ``+`` allowed; see
+        ``phone_parser``)."""
         self.path = path
         self.kind = kind
         self.format = detect_format(path, fmt)
+        self.delimiter = delimiter
         try:
-            self._binary: BinaryIO = open(path, "rb")  # noqa: SIM115 (closed by close())
-            self.size = os.fstat(self._binary.fileno()).st_size
+            self.encoding = codecs.lookup(encoding or "utf-8").name
+        except LookupError:
+            raise HyberError(f"--encoding: unknown encoding {encoding!r}") from None
+        self._phone = phone or _phone
+        try:
+            if path == "-":  # standard input: a duplicate, so that close() leaves fd 0 open
+                raw: io.FileIO = os.fdopen(os.dup(sys.stdin.fileno()), "rb", buffering=0)
+            else:
+                raw = open(path, "rb", buffering=0)  # noqa: SIM115 (closed by close())
+            status = os.fstat(raw.fileno())
         except OSError as exc:
             raise SourceError(path, f"cannot read the file: {exc.strerror or exc}") from None
-        self._columns: list[str] = []
+        self.size = status.st_size
+        self.is_pipe = not stat.S_ISREG(status.st_mode)
+        """True when the input is not a regular file (a pipe, a terminal): it reads only once."""
+        # A pipe is read unbuffered (the text layer and ``_lines`` buffer it): a buffered
+        # reader's lock would make close() wait for a read blocked in another thread.
+        self._binary: BinaryIO = raw if self.is_pipe else io.BufferedReader(raw)
+        self.columns: list[str] = []
+        """The CSV header's column names."""
         self._csv: Any = None
+        self._text: io.TextIOWrapper | None = None
         try:
             if self.format == "csv":
                 self._open_csv()
@@ -146,12 +239,13 @@ class RecordReader:
 
     @property
     def position(self) -> int:
-        """Bytes of the file read so far (ahead of the rows yielded by a buffer's worth)."""
-        return 0 if self._binary.closed else self._binary.tell()
+        """Bytes of the file read so far (ahead of the rows yielded by a buffer's worth; 0 for
+        a pipe)."""
+        return 0 if self._binary.closed or self.is_pipe else self._binary.tell()
 
     def close(self) -> None:
         """Close the file."""
-        self._binary.close()
+        (self._text or self._binary).close()
 
     def __enter__(self) -> RecordReader:
         return self
@@ -168,9 +262,12 @@ class RecordReader:
         return SourceError(self.path, message, line=line, field=field)
 
     def _open_csv(self) -> None:
-        text = io.TextIOWrapper(self._binary, encoding="utf-8-sig", newline="")
-        self._csv = csv.reader(text)
-        header = self._next_record()
+        encoding = "utf-8-sig" if self.encoding == "utf-8" else self.encoding
+        self._text = text = io.TextIOWrapper(self._binary, encoding=encoding, newline="")
+        first = self._read(text.readline, 1)
+        delimiter = self.delimiter or _sniff_delimiter(first)
+        self._csv = csv.reader(itertools.chain([first], text), delimiter=delimiter)
+        header = self._next_record(1)
         if header is None:
             raise self._fail("the file is empty: expected a header line", line=1)
         columns = [name.strip() for name in header]
@@ -178,7 +275,8 @@ class RecordReader:
         for name in required:
             if name not in columns:
                 listed = ", ".join(repr(c) for c in columns)
-                raise self._fail(f"missing column in the header (found {listed})", 1, name)
+                hint = "" if self.delimiter else "; pass --delimiter if it is not , ; tab or |"
+                raise self._fail(f"missing column in the header (found {listed}{hint})", 1, name)
         for position, name in enumerate(columns, start=1):
             if not name:
                 raise self._fail(f"column {position} of the header has no name", 1)
@@ -187,16 +285,42 @@ class RecordReader:
             if self.kind is Kind.BATCH and name not in _BATCH_KEYS:
                 allowed = ", ".join(sorted(_BATCH_KEYS))
                 raise self._fail(f"not a column of a batch (allowed: {allowed})", 1, name)
-        self._columns = columns
+        self.columns = columns
 
-    def _next_record(self) -> list[str] | None:
-        """The next CSV record; file-level failures raise."""
+    def _read(self, read: Callable[[], str], line: int) -> str:
+        """``read()``, its decoding failures named by line."""
+        try:
+            return read()
+        except UnicodeDecodeError:
+            raise self._undecodable(line) from None
+
+    def _undecodable(self, near: int) -> SourceError:
+        """The error for bytes that are not text in the encoding, on the line that holds them
+        (found by reading the file again; ``near`` for a pipe)."""
+        line = near
+        if not self.is_pipe:
+            with open(self.path, "rb") as again:
+                for number, raw in enumerate(again, start=1):
+                    try:
+                        raw.decode(self.encoding)
+                    except UnicodeDecodeError:
+                        line = number
+                        break
+        hint = "" if self.encoding != "utf-8" else ": pass --encoding (e.g. cp1251 or latin-1)"
+        return self._fail(f"is not valid {self.encoding} text{hint}", line)
+
+    def _next_record(self, line: int) -> list[str] | None:
+        """The next CSV record, starting on ``line``; file-level failures raise."""
         try:
             record: list[str] | None = next(self._csv, None)
         except UnicodeDecodeError:
-            raise self._fail("is not valid UTF-8 text", self._csv.line_num + 1) from None
+            raise self._undecodable(line) from None
         except csv.Error as exc:
-            raise self._fail(f"is not valid CSV: {exc}", self._csv.line_num) from None
+            if "field larger than field limit" in str(exc):
+                limit = csv.field_size_limit()
+                message = f"a field is longer than {limit:,} characters (an unclosed quote?)"
+                raise self._fail(message, line) from None
+            raise self._fail(f"is not valid CSV: {exc}", line) from None
         except OSError as exc:
             raise self._fail(f"cannot read the file: {exc.strerror or exc}") from None
         return record
@@ -208,11 +332,11 @@ class RecordReader:
         return self._jsonl_rows()
 
     def _csv_rows(self) -> Iterator[Row]:
-        columns = self._columns
+        columns = self.columns
         width = len(columns)
         while True:
             line = self._csv.line_num + 1
-            record = self._next_record()
+            record = self._next_record(line)
             if record is None:
                 return
             if not record:
@@ -224,7 +348,7 @@ class RecordReader:
             try:
                 for name, value in zip(columns, record, strict=True):
                     if name == "phone_number":
-                        item[name] = _phone(value)
+                        item[name] = self._phone(value)
                     elif name != "extra_id" or value:
                         item[name] = value
             except ValueError as exc:
@@ -236,21 +360,34 @@ class RecordReader:
                 continue
             yield line, item
 
+    def _lines(self) -> Iterator[bytes]:
+        """The lines of the file as bytes, read 64 KiB at a time."""
+        rest = b""
+        while True:
+            try:
+                data = self._binary.read(1 << 16)
+            except OSError as exc:
+                raise self._fail(f"cannot read the file: {exc.strerror or exc}") from None
+            if not data:
+                break
+            lines = (rest + data).split(b"\n")
+            rest = lines.pop()
+            yield from lines
+        if rest:
+            yield rest
+
     def _jsonl_rows(self) -> Iterator[Row]:
         batch = self.kind is Kind.BATCH
         line = 0
-        while True:
-            try:
-                raw = self._binary.readline()
-            except OSError as exc:
-                raise self._fail(f"cannot read the file: {exc.strerror or exc}") from None
-            if not raw:
-                return
+        for raw in self._lines():
             line += 1
             if not raw.strip():
                 continue
             try:
-                item = orjson.loads(raw)
+                item = orjson.loads(raw if self.encoding == "utf-8" else raw.decode(self.encoding))
+            except UnicodeDecodeError:
+                yield line, self._fail(f"is not valid {self.encoding} text", line)
+                continue
             except orjson.JSONDecodeError as exc:
                 yield line, self._fail(f"is not valid JSON: {exc.msg}", line)
                 continue
@@ -270,7 +407,7 @@ class RecordReader:
                     continue
             if "phone_number" in item:
                 try:
-                    item["phone_number"] = _phone(item["phone_number"])
+                    item["phone_number"] = self._phone(item["phone_number"])
                 except ValueError as exc:
                     yield (
                         line,
@@ -280,6 +417,33 @@ class RecordReader:
                     )
                     continue
             yield line, item
+
+
+def _sniff_delimiter(header: str) -> str:
+    """The delimiter of a CSV header line: comma, semicolon, tab or bar (comma when it cannot
+    tell, e.g. for a single column)."""
+    try:
+        return csv.Sniffer().sniff(header, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def check_columns(reader: RecordReader, wire: Mapping[str, Any]) -> None:
+    """Raise a ``SourceError`` when a ``%variable%`` of the campaign ``wire`` has no column in
+    a broadcast CSV (it would fail on every row)."""
+    if reader.format != "csv" or reader.kind is not Kind.BROADCAST:
+        return
+    for channel, options in (wire.get("channel_options") or {}).items():
+        for key, value in options.items():
+            if not isinstance(value, str):
+                continue
+            for name in sorted(placeholders_in(value) - set(reader.columns)):
+                raise SourceError(
+                    reader.path,
+                    f"the file has no column {name!r}, used as %{name}% in "
+                    f"channel_options.{channel}.{key}",
+                    line=1,
+                )
 
 
 def _problem_error(path: str, line: int, item: Wire, problems: list[Problem]) -> SourceError:
@@ -292,16 +456,20 @@ def _problem_error(path: str, line: int, item: Wire, problems: list[Problem]) ->
     return SourceError(path, first.message + more, line=line, field=field, item=item)
 
 
-def checked_rows(reader: RecordReader, rules: ItemRules) -> Iterator[Row]:
+def checked_rows(
+    reader: RecordReader, rules: ItemRules, *, block_size: int = _CHECK_BLOCK
+) -> Iterator[Row]:
     """``reader.rows()`` with every item also checked by the rule set: an item that breaks a
     rule is replaced by a ``SourceError`` naming its line and field.
 
-    Rows are checked ``_CHECK_BLOCK`` at a time, so a block is held in memory, never more.
+    Rows are checked ``block_size`` at a time (at most ``_CHECK_BLOCK``), so a block is held
+    in memory, never more, and a row is yielded once its block is read.
     """
+    block_size = min(block_size, _CHECK_BLOCK)
     block: list[Row] = []
     for row in reader.rows():
         block.append(row)
-        if len(block) == _CHECK_BLOCK:
+        if len(block) == block_size:
             yield from _check_block(reader.path, block, rules)
             block = []
     if block:
@@ -333,10 +501,15 @@ def _check_block(path: str, block: list[Row], rules: ItemRules) -> list[Row]:
 class ItemStream:
     """The valid items of a file, in order, as the mass sender reads them.
 
-    Iterating yields wire-form ``dict``s. At the first bad row it stops and keeps the error in
-    ``error``, unless ``on_skipped`` is given: then a bad row is handed to it and skipped
-    (counted in ``skipped``). File-level errors stop it too (``error``). ``line_of(index)``
-    maps an item's position in what was yielded back to its line in the file.
+    Iterating yields wire-form ``dict``s, in blocks of ``whole`` (the last one shorter at the
+    end of the file). At the first bad row it stops and keeps the error in ``error``, unless
+    ``on_skipped`` is given: then a bad row is handed to it and skipped (counted in
+    ``skipped``). File-level errors stop it too (``error``). At a stop, the valid rows of the
+    unfinished block are held back (never yielded; the first one's line is ``held_line``): with
+    ``whole`` equal to the chunk size, a stop never cuts a chunk, so the chunks sent before it
+    are the same ones a rerun of the fixed file sends, and a journal resumes them.
+    ``line_of(index)`` maps an item's position in what was yielded back to its line in the
+    file.
     """
 
     def __init__(
@@ -345,12 +518,16 @@ class ItemStream:
         rules: ItemRules,
         *,
         on_skipped: Callable[[SourceError], None] | None = None,
+        whole: int = 1,
     ) -> None:
-        """Stream the items of ``reader`` checked against ``rules``."""
+        """Stream the items of ``reader`` checked against ``rules``, ``whole`` at a time."""
         self.reader = reader
         self.rules = rules
         self.on_skipped = on_skipped
+        self.whole = whole
         self.error: SourceError | None = None
+        self.held_line: int | None = None
+        """The first line of the block held back at a stop, if any (it was never yielded)."""
         self.skipped = 0
         self.yielded = 0
         self._starts: list[int] = []
@@ -359,8 +536,21 @@ class ItemStream:
         """... and the offset from there on: a few entries for a well-formed file."""
 
     def __iter__(self) -> Iterator[Wire]:
+        block: list[tuple[int, Wire]] = []
+        for row in self._valid_rows():
+            block.append(row)
+            if len(block) == self.whole:
+                yield from self._yield(block)
+                block = []
+        if self.error is None:
+            yield from self._yield(block)
+        elif block:
+            self.held_line = block[0][0]
+
+    def _valid_rows(self) -> Iterator[tuple[int, Wire]]:
         try:
-            for line, item in checked_rows(self.reader, self.rules):
+            # Blocks no larger than a chunk: a chunk leaves once its rows are read (a pipe).
+            for line, item in checked_rows(self.reader, self.rules, block_size=self.whole):
                 if isinstance(item, SourceError):
                     if self.on_skipped is None:
                         self.error = item
@@ -368,14 +558,18 @@ class ItemStream:
                     self.skipped += 1
                     self.on_skipped(item)
                     continue
-                index = self.yielded
-                if not self._offsets or self._offsets[-1] != line - index:
-                    self._starts.append(index)
-                    self._offsets.append(line - index)
-                self.yielded += 1
-                yield item
+                yield line, item
         except SourceError as exc:
             self.error = exc
+
+    def _yield(self, block: list[tuple[int, Wire]]) -> Iterator[Wire]:
+        for line, item in block:
+            index = self.yielded
+            if not self._offsets or self._offsets[-1] != line - index:
+                self._starts.append(index)
+                self._offsets.append(line - index)
+            self.yielded += 1
+            yield item
 
     def line_of(self, index: int) -> int | None:
         """The line of the item yielded at position ``index``."""
@@ -460,15 +654,24 @@ def load_campaign(
     origin = path if path is not None else "options"
     wire = _merge(_read_campaign_file(path) if path is not None else {}, overrides or {})
     problem = unknown_campaign_key(wire)
+    # Options missing for a listed channel: name each option it needs, not the missing table.
+    options = wire.setdefault("channel_options", {})
+    channels = wire.get("channels")
+    if problem is None and isinstance(options, dict) and isinstance(channels, list):
+        for name in channels:
+            if isinstance(name, str) and name not in options:
+                options[name] = {}
     problems = [problem] if problem else check_envelope(wire, kind)
     if problems:
-        first = problems[0]
-        extra = hint(first.field) if hint else None
-        message = first.message + (f" ({extra})" if extra else "")
-        if len(problems) > 1:
-            more = len(problems) - 1
-            message += f"; and {more} more problem{'s' if more > 1 else ''}"
-        raise SourceError(origin, message, field=first.field)
+
+        def described(found: Problem) -> str:
+            extra = hint(found.field) if hint else None
+            return found.message + (f" ({extra})" if extra else "")
+
+        if len(problems) == 1:
+            raise SourceError(origin, described(problems[0]), field=problems[0].field)
+        every = "; ".join(f"{found.field}: {described(found)}" for found in problems)
+        raise SourceError(origin, f"{len(problems)} problems: {every}")
     listed = set(wire["channels"])
     wire["channel_options"] = {k: v for k, v in wire["channel_options"].items() if k in listed}
     try:

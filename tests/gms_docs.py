@@ -139,11 +139,19 @@ def load() -> list[Block]:
     """The blocks as copied into ``tests/fixtures/gms-docs``."""
     entries = json.loads(INDEX.read_text(encoding="utf-8"))
     return [
-        Block(
-            e["source"], e["line"], e["section"], e["kind"], (FIXTURES / e["fixture"]).read_text()
-        )
-        for e in entries
+        Block(e["source"], e["line"], e["section"], e["kind"], _read(e["fixture"])) for e in entries
     ]
+
+
+def of_kind(*kinds: str) -> list[Block]:
+    """The blocks of ``kinds`` (see ``KINDS``), in file and line order."""
+    return [b for b in load() if b.kind in kinds]
+
+
+def block(source: str, line: int) -> Block:
+    """The block of ``source`` (e.g. ``chapter2.rst``) that starts on ``line``."""
+    (found,) = (b for b in load() if (b.source, b.line) == (source, line))
+    return found
 
 
 def _read(fixture: str) -> str:

@@ -116,5 +116,7 @@ def test_wait_exits_4_at_the_deadline_naming_the_pending_jobs(frozen: Served) ->
     done = frozen.run("wait", job, "--deadline", "0.3", "--interval", "0.05")
     assert done.returncode == 4
     assert job in done.stdout
+    assert "  not yet known " in done.stdout  # the channel of a pending message
+    assert "unknown" not in done.stdout
     assert "deadline" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -15,7 +14,7 @@ import orjson
 import pytest
 import respx
 from _support import CLIENT_ID, make_client
-from conftest import FIXTURES
+from gms_docs import Block, block, of_kind
 
 import hyber_async as hy
 from hyber_async import converter
@@ -24,9 +23,8 @@ from hyber_async.testing import emulated_client
 
 pytestmark = pytest.mark.anyio
 
-DOCS = FIXTURES / "dr_single"
-SIMPLE = sorted(DOCS.glob("chapter5-*-simple-*.json"))
-ADVANCED = sorted(DOCS.glob("chapter5-*-advanced-*.json"))
+SIMPLE = of_kind("dr-simple")
+ADVANCED = of_kind("dr-advanced")
 DR_HOST = f"https://dr-v2-eu.hyber.im/{CLIENT_ID}"
 MESSAGE_ID = "9f60ac8f-e721-5027-b838-e6fcb95fcd7a"
 NOT_FOUND = {"error_code": 40401, "error_text": "No message with extra_id 'AD-1'"}
@@ -55,22 +53,21 @@ def test_every_chapter5_example_is_a_fixture() -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "model"),
-    [(p, hy.SimpleDeliveryReport) for p in SIMPLE]
-    + [(p, hy.AdvancedDeliveryReport) for p in ADVANCED],
-    ids=lambda v: v.name[:13] if isinstance(v, Path) else "",
+    ("example", "model"),
+    [(b, hy.SimpleDeliveryReport) for b in SIMPLE]
+    + [(b, hy.AdvancedDeliveryReport) for b in ADVANCED],
+    ids=lambda v: v.name if isinstance(v, Block) else "",
 )
-def test_every_documented_lookup_answer_round_trips(path: Path, model: type) -> None:
+def test_every_documented_lookup_answer_round_trips(example: Block, model: type) -> None:
     """Each example decodes into its model and re-encodes to equal JSON: no field lost."""
-    data = path.read_bytes()
+    data = example.text
     report = converter.loads(data, model)
     assert orjson.loads(converter.dumps(report)) == orjson.loads(data)
 
 
 def test_the_advanced_example_reads_into_typed_reports_and_channels() -> None:
     """reports[] are SimpleDeliveryReports, channels[] ChannelTtls, in the documented order."""
-    data = (DOCS / "chapter5-L073-advanced-delivery-report.json").read_bytes()
-    report = converter.loads(data, hy.AdvancedDeliveryReport)
+    report = converter.loads(block("chapter5.rst", 73).text, hy.AdvancedDeliveryReport)
     assert [(r.last_partner, r.status, r.delivered) for r in report.reports] == [
         ("viber", 3, False),
         ("sms", 2, True),
@@ -86,7 +83,7 @@ def test_the_advanced_example_reads_into_typed_reports_and_channels() -> None:
 
 def test_unknown_fields_never_break_a_lookup_answer() -> None:
     """A new field from the server is ignored, at the top and inside reports and channels."""
-    body = orjson.loads((DOCS / "chapter5-L073-advanced-delivery-report.json").read_bytes())
+    body = block("chapter5.rst", 73).json()
     body["operator"] = "Kyivstar"
     body["reports"][0]["price"] = 0.02
     body["channels"][0]["priority"] = 1
@@ -116,20 +113,14 @@ def dr() -> Iterator[respx.MockRouter]:
         yield router
 
 
-def doc_answer(name: str) -> Any:
-    """The parsed chapter 5 example whose fixture name starts with ``name``."""
-    (path,) = DOCS.glob(f"{name}*.json")
-    return orjson.loads(path.read_bytes())
-
-
 @pytest.mark.parametrize("detail", ["simple", "advanced"])
 async def test_site_lookups_go_to_the_dr_host_and_decode_the_documented_answers(
     dr: respx.MockRouter, detail: str
 ) -> None:
     """By message_id and by extra_id, on dr-v2-{site}, each detail answers its model."""
-    example = "chapter5-L040" if detail == "simple" else "chapter5-L073"
-    by_id = dr.get(f"/api/dr/{MESSAGE_ID}/{detail}").respond(200, json=doc_answer(example))
-    by_extra = dr.get(f"/api/dr/external/AD%2F6640/{detail}").respond(200, json=doc_answer(example))
+    example = block("chapter5.rst", 40 if detail == "simple" else 73).json()
+    by_id = dr.get(f"/api/dr/{MESSAGE_ID}/{detail}").respond(200, json=example)
+    by_extra = dr.get(f"/api/dr/external/AD%2F6640/{detail}").respond(200, json=example)
     async with make_client(base_url=None, site="eu") as client:
         first = await client.get_delivery_report(message_id=MESSAGE_ID, detail=detail)  # type: ignore[call-overload]
         second = await client.get_delivery_report(extra_id="AD/6640", detail=detail)  # type: ignore[call-overload]
@@ -143,7 +134,7 @@ async def test_dr_base_url_and_its_environment_variable_choose_the_dr_host(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """dr_base_url= wins; without it, $HYBER_DR_BASE_URL; base_url never."""
-    answer = doc_answer("chapter5-L040")
+    answer = block("chapter5.rst", 40).json()
     with respx.mock(assert_all_called=True) as router:
         explicit = router.get(f"https://dr.test/{CLIENT_ID}/api/dr/external/AD-1/simple")
         explicit.respond(200, json=answer)

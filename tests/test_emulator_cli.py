@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import socket
 import subprocess
 import sys
@@ -36,6 +37,46 @@ def test_the_module_serves_an_emulator_and_prints_how_to_reach_it() -> None:
             process.wait(timeout=10)
     assert url.startswith("http://127.0.0.1:")
     assert answer.status_code == 200
+
+
+def start_and_send(*argv: str) -> tuple[str, dict[str, str]]:
+    """Start ``hyber-async emulator --port 0 argv``, send one batch with the settings of the
+    export line it prints, stop it; return the job id and what it printed, by label."""
+    command = [sys.executable, "-m", "hyber_async.cli", "emulator", "--port", "0"]
+    command += ["--log-level", "warning", *argv]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        assert process.stdout is not None
+        try:
+            lines = list(iter(process.stdout.readline, "\n"))
+            printed = {
+                label.strip(): value.strip()
+                for label, _, value in (line.partition(":") for line in lines)
+            }
+            export = next(line for line in lines if line.strip().startswith("export "))
+            env = dict(item.split("=", 1) for item in shlex.split(export)[1:])
+            body = (FIXTURES / "05-send-batch-sms-messages-request.json").read_bytes()
+            answer = httpx.post(
+                f"{env['HYBER_BASE_URL']}/{env['HYBER_CLIENT_ID']}/batch",
+                content=body,
+                headers={"content-type": "application/json"},
+                auth=httpx.BasicAuth(env["HYBER_LOGIN"], env["HYBER_PASSWORD"]),
+            )
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+    assert answer.status_code == 200
+    return str(answer.json()["job_id"]), printed
+
+
+def test_job_ids_differ_across_restarts_unless_seeded() -> None:
+    """Two starts without --seed give different job ids (an old result file never points at a
+    new job); the printed export line works as is; --seed with the printed seed repeats."""
+    first, printed = start_and_send()
+    second, _ = start_and_send()
+    assert first != second
+    seed = printed["seed"].split()[0]
+    again, _ = start_and_send("--seed", seed)
+    assert again == first
 
 
 def test_help_lists_the_emulator_options(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,6 +11,7 @@ import httpx
 import orjson
 import pytest
 from conftest import FIXTURES
+from gms_docs import block
 
 import hyber_async as hy
 from hyber_async._codec import converter
@@ -82,13 +83,6 @@ def by_extra_id(extra_id: str, detail: str = "simple") -> str:
     return f"{API}/api/dr/external/{quote(extra_id, safe='')}/{detail}"
 
 
-def doc(name: str) -> dict[str, Any]:
-    """The chapter 5 example whose fixture name starts with ``name``."""
-    (path,) = (FIXTURES / "dr_single").glob(f"{name}*.json")
-    data: dict[str, Any] = orjson.loads(path.read_bytes())
-    return data
-
-
 async def test_a_final_message_answers_the_documented_simple_shape(
     http: tuple[httpx.AsyncClient, Emulator],
 ) -> None:
@@ -101,7 +95,7 @@ async def test_a_final_message_answers_the_documented_simple_shape(
     answer = await client.get(f"{API}/api/dr/{message_id}/simple")
     assert answer.status_code == 200
     report = answer.json()
-    assert list(report) == [k for k in doc("chapter5-L040") if k != "clicks"]
+    assert list(report) == [k for k in block("chapter5.rst", 40).json() if k != "clicks"]
     assert report["phone_number"] == "380961111112"
     assert (report["message_id"], report["extra_id"]) == (message_id, "AD-2")
     assert (report["status"], report["hyber_status"], report["last_partner"]) == (2, 23011, "sms")
@@ -189,7 +183,7 @@ async def test_the_advanced_report_lists_each_channel_attempt_in_the_documented_
         emulator.clock.advance(60 + 5)
         advanced = (await client.get(by_extra_id("AD-1", "advanced"))).json()
         simple = (await client.get(by_extra_id("AD-1"))).json()
-    documented = doc("chapter5-L073")
+    documented = block("chapter5.rst", 73).json()
     assert list(advanced) == list(documented)
     viber, sms = advanced["reports"]
     assert set(viber) == set(documented["reports"][0])

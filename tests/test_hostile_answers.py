@@ -296,7 +296,7 @@ async def test_an_overlong_job_id_is_a_validation_error() -> None:
 
 async def test_a_path_too_long_for_a_url_is_a_validation_error() -> None:
     """Any request whose URL cannot be built is a ValidationError, not httpx.InvalidURL."""
-    async with hostile_server() as server, client_of(server.url) as client:
+    async with hostile_server() as server, client_of(server.url, dr_base_url=server.url) as client:
         with pytest.raises(hy.ValidationError, match="path: cannot be sent"):
             await client.get_delivery_report(message_id="m" * 100_000)
     assert server.requests == []

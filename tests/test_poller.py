@@ -167,7 +167,7 @@ async def test_wait_for_jobs_summarises_every_job(router: respx.MockRouter) -> N
     assert summary.by_channel == {
         "sms": Counts(delivered=1, expired=1),
         "viber": Counts(delivered=2),
-        "unknown": Counts(failed=2),
+        "not told": Counts(failed=2),
     }
     assert summary.by_error_code == {35015: 1, 36024: 1}
     assert (summary.jobs, summary.complete) == (2, True)
@@ -316,16 +316,18 @@ async def test_backoff_doubles_while_unchanged_and_resets_on_change(
 
 
 def test_summarize_derives_channels_from_known_codes() -> None:
-    """Known hyber_status / error_code values name the channel; other codes are "unknown"."""
-    status = hy.converter.structure(
-        {"messages": report("sms", "viber", "template", "expired", "undelivered", "pending")},
-        hy.JobStatus,
-    )
+    """Known hyber_status / error_code values name the channel, and so does
+    delivered_sms_parts (documented as missing unless the message went to SMS); a pending
+    message's channel is "not yet known", a final one's whose status names none "not told"."""
+    messages = report("sms", "viber", "template", "expired", "undelivered", "pending")
+    messages.append({**msg(6, "undelivered"), "delivered_sms_parts": 0})
+    status = hy.converter.structure({"messages": messages}, hy.JobStatus)
     summary = summarize({"j": status})
     assert {k: v.total for k, v in summary.by_channel.items()} == {
-        "sms": 2,
+        "sms": 3,
         "viber": 2,
-        "unknown": 2,
+        "not told": 1,
+        "not yet known": 1,
     }
     assert summary.pending_jobs == ("j",)
 

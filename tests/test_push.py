@@ -1,9 +1,9 @@
 """The push channel end to end: model, rules, emulator cascade, status and delivery reports.
 
 The documented example is ``gms-docs/chapter2.rst`` line 38 ("Send Push+Viber+SMS Message
-request"), copied verbatim into ``fixtures/push/``; the limits are chapter 8's push parameters
-32-37. The mass-messaging chapter shows no push example: the envelope of the single-message
-example is sent as a batch and as a broadcast (our reading, stated in the README).
+request"), as ``gms_docs.block`` reads it from ``fixtures/gms-docs/``; the limits are chapter 8's
+push parameters 32-37. The mass-messaging chapter shows no push example: the envelope of the
+single-message example is sent as a batch and as a broadcast (our reading, stated in the README).
 """
 
 from __future__ import annotations
@@ -17,15 +17,14 @@ import anyio
 import httpx
 import orjson
 import pytest
-from conftest import FIXTURES
+from gms_docs import block
 
 import hyber_async as hy
 from hyber_async._validation import Kind, check_envelope, check_request
 from hyber_async.emulator import DEMO_ACCOUNT, ChannelOutcomes, EmulatorConfig, create_app
 from hyber_async.testing import emulated_client, serving_emulator
 
-EXAMPLE_PATH = FIXTURES / "push" / "chapter2-38-send-push-viber-sms-message-request.json"
-EXAMPLE: dict[str, Any] = orjson.loads(EXAMPLE_PATH.read_bytes())
+EXAMPLE: dict[str, Any] = block("chapter2.rst", 38).json()
 """chapter2.rst line 38: one message to push, then Viber, then SMS."""
 ENVELOPE = {k: v for k, v in EXAMPLE.items() if k not in ("phone_number", "extra_id")}
 """The example's campaign envelope (everything but the recipient)."""

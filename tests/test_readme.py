@@ -26,12 +26,29 @@ def test_readme_starts_with_the_demo_and_the_test_command() -> None:
     assert TEXT.index("<!-- demo-command -->") < TEXT.index("<!-- test-command -->")
 
 
+def time_scale_for(block: str) -> float:
+    """The emulator speed a block runs at: the ``--time-scale`` of the emulator command the
+    README gives just before it (a newcomer runs it so), else 1000."""
+    before = TEXT[: TEXT.index(block)].rsplit("```python", 1)[0][-400:]
+    found = re.findall(r"hyber-async emulator [^\n]*--time-scale (\d+)", before)
+    return float(found[-1]) if found else 1000.0
+
+
+def test_readme_names_no_file_a_user_does_not_have() -> None:
+    """Every file the README names by path (in backquotes: a path with a folder, or a .md
+    document) is in the project a user has, e.g. not the design sketch kept outside it."""
+    named = set(re.findall(r"`([\w./-]+\.(?:md|py|toml))`", TEXT))
+    paths = sorted(n for n in named if "/" in n or n.endswith(".md"))
+    assert [n for n in paths if not (README.parent / n).exists()] == []
+
+
 @pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)))
 def test_readme_example_runs(index: int, tmp_path: Path) -> None:
-    """Each ```python block of the README runs to the end without an error."""
+    """Each ```python block of the README runs to the end without an error, at the emulator
+    speed the README starts it with."""
     script = tmp_path / f"readme_{index}.py"
     script.write_text(PYTHON_BLOCKS[index], encoding="utf-8")
-    emulator = create_app(EmulatorConfig(time_scale=1000))
+    emulator = create_app(EmulatorConfig(time_scale=time_scale_for(PYTHON_BLOCKS[index])))
     with serving_emulator(emulator) as url:
         env = {
             **os.environ,

@@ -10,6 +10,7 @@ import anyio
 import httpx
 import orjson
 import pytest
+from gms_docs import Block, block, of_kind
 
 import hyber_async as hy
 from hyber_async import ReportParseError, UserReply, converter, parse_user_replies
@@ -19,42 +20,11 @@ from hyber_async.testing import emulated_client
 
 SECRET = "r3pl13s-0123456789abcdef"
 
-DOC_EXAMPLES: dict[str, dict[str, Any]] = {
-    "chapter6.rst:27 Viber User reply": {
-        "phone": "+380951234567",
-        "time": "2016-12-07 20:55:09",
-        "channel": "viber",
-        "message_id": "d5569ed4-6ff9-5078-8be3-f0b1a1f6e5fe",
-        "extra_id": "1883",
-        "text_to_subscriber": "text 2 viber",
-        "text_from_subscriber": "Reply from viber user",
-    },
-    "chapter6.rst:41 Viber User reply (deep link)": {
-        "phone": "380951234567",
-        "time": "2016-12-07 20:55:09",
-        "channel": "viber",
-        "text_from_subscriber": "Reply from viber user",
-    },
-    "chapter6.rst:52 Viber User reply with media file": {
-        "phone": "380951234567",
-        "time": "2016-12-07 20:55:09",
-        "channel": "viber",
-        "message_id": "d5569ed4-6ff9-5078-8be3-f0b1a1f6e5fe",
-        "extra_id": "1883",
-        "text_to_subscriber": "text 2 viber",
-        "file_name": "Name_for_document.docx",
-        "media": "https://example.com/file.docx",
-    },
-    "chapter6.rst:74 WhatsApp User reply": {
-        "channel": "whatsapp",
-        "phone": "380110000000",
-        "time": "2019-11-26T08:13:39Z",
-        "umid": "91dbb1a6-2410-ea11-8153-022a22cc1c71",
-        "text_from_subscriber": "Test reply",
-    },
-}
-"""Every JSON block of chapter6.rst, keyed by the file, the line of its opening brace, and its
-title; the 2-way parameters are those of chapter8.rst, "Description of User reply parameters"."""
+REPLIES = of_kind("user-reply")
+"""Every JSON block of chapter6.rst; the 2-way parameters are those of chapter8.rst, "Description
+of User reply parameters"."""
+DOC_EXAMPLES: list[dict[str, Any]] = [reply.json() for reply in REPLIES]
+"""The blocks as JSON, in file and line order."""
 
 MEDIA_COMBINATIONS = [  # chapter6.rst:82-89, "User replies can be in the following combinations"
     {"text_from_subscriber": "hi"},
@@ -66,10 +36,10 @@ MEDIA_COMBINATIONS = [  # chapter6.rst:82-89, "User replies can be in the follow
 ]
 
 
-@pytest.mark.parametrize("name", DOC_EXAMPLES)
-def test_every_documented_example_parses_and_round_trips(name: str) -> None:
+@pytest.mark.parametrize("reply_block", [pytest.param(b, id=b.name) for b in REPLIES])
+def test_every_documented_example_parses_and_round_trips(reply_block: Block) -> None:
     """Each example of chapter 6 decodes, keeps every field, and re-encodes to equal JSON."""
-    example = DOC_EXAMPLES[name]
+    example = reply_block.json()
     [reply] = parse_user_replies(orjson.dumps(example))
     assert converter.unstructure(reply) == example
     assert converter.structure(example, UserReply) == reply
@@ -94,7 +64,7 @@ def test_phone_with_or_without_plus_or_as_a_number() -> None:
 
 def test_batch_of_examples_and_unknown_fields() -> None:
     """An array of every example parses in order; unknown fields are ignored."""
-    items = [{**example, "novel": {"x": 1}} for example in DOC_EXAMPLES.values()]
+    items = [{**example, "novel": {"x": 1}} for example in DOC_EXAMPLES]
     replies = parse_user_replies(orjson.dumps(items))
     assert [r.channel for r in replies] == ["viber", "viber", "viber", "whatsapp"]
 
@@ -152,10 +122,10 @@ async def test_receiver_hands_over_each_reply_once(
 ) -> None:
     """Every documented example POSTed to /replies/<secret> reaches the handler, once."""
     client, recorder, _ = asgi
-    for example in DOC_EXAMPLES.values():
+    for example in DOC_EXAMPLES:
         response = await client.post(f"/replies/{SECRET}", content=orjson.dumps(example))
         assert response.json() == {"replies": 1, "new": 1, "invalid": 0}
-    body = orjson.dumps(list(DOC_EXAMPLES.values()))
+    body = orjson.dumps(DOC_EXAMPLES)
     again = await client.post(f"/replies/{SECRET}", content=body)
     assert again.json() == {"replies": 4, "new": 0, "invalid": 0}
     assert len(recorder.replies) == 4
@@ -181,7 +151,7 @@ async def test_receiver_wants_the_secret_in_the_path(
     """Hyber sends replies without authentication: only the path secret opens the door."""
     client, recorder, _ = asgi
     token = base64.b64encode(f"hyber:{SECRET}".encode()).decode()
-    body = orjson.dumps(DOC_EXAMPLES["chapter6.rst:41 Viber User reply (deep link)"])
+    body = orjson.dumps(block("chapter6.rst", 41).json())
     basic = {"Authorization": f"Basic {token}"}
     with_basic = await client.post("/replies", content=body, headers=basic)
     without = await client.post("/replies/nope-0123456789abcdef", content=body)
@@ -206,7 +176,7 @@ async def test_receiver_through_aiohttp() -> None:
     try:
         async with httpx.AsyncClient() as client:
             url = f"http://127.0.0.1:{server.port}/replies/{SECRET}"
-            response = await client.post(url, content=orjson.dumps(list(DOC_EXAMPLES.values())))
+            response = await client.post(url, content=orjson.dumps(DOC_EXAMPLES))
     finally:
         await server.close()
     assert response.json() == {"replies": 4, "new": 4, "invalid": 0}

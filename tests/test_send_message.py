@@ -4,7 +4,6 @@ emulator's ``POST /{client_id}``."""
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -13,24 +12,18 @@ import orjson
 import pytest
 import respx
 from _support import BASE_URL, CLIENT_ID, make_client
-from conftest import FIXTURES
+from gms_docs import Block, block, of_kind
 
 import hyber_async as hy
 from hyber_async import converter
-from hyber_async._validation import check_message
 from hyber_async.emulator import DEMO_ACCOUNT, ChannelOutcomes, Emulator, EmulatorConfig
 from hyber_async.testing import emulated_client
 
 pytestmark = pytest.mark.anyio
 
-DOCS = FIXTURES / "dr_single"
-REQUESTS = sorted(DOCS.glob("chapter2-*-send-*.json"))
-AWAITING_MODELS: dict[str, str] = {}
-"""Requests whose options (push, Viber video) the option models gain in a parallel change:
-until it is merged their round trip is expected to fail (strictly, so the merge shows here)."""
-AWAITING_RULES: dict[str, str] = {}
-"""Requests our rule set refuses until that change: push is an unknown channel, and a Viber
-message of a video alone has no text, img or file_name."""
+REQUESTS = of_kind("message-request")
+CASES = [pytest.param(request, id=request.name) for request in REQUESTS]
+"""Each documented request as a test case named after its file and line."""
 API_HOST = f"https://api-v2-eu.hyber.im/{CLIENT_ID}"
 ACCEPTED = {"message_id": "9f60ac8f-e721-5027-b838-e6fcb95fcd7a"}
 CAMPAIGN = hy.Campaign(
@@ -42,19 +35,9 @@ CAMPAIGN = hy.Campaign(
 )
 
 
-def request_cases(awaiting: dict[str, str]) -> list[Any]:
-    """Every chapter 2 request, those ``awaiting`` the parallel option change marked xfail."""
-    cases = []
-    for path in REQUESTS:
-        waiting = awaiting.get(path.name[9:13])
-        marks = [pytest.mark.xfail(strict=True, reason=f"{waiting} options")] if waiting else []
-        cases.append(pytest.param(path, id=path.name[:13], marks=marks))
-    return cases
-
-
-def fresh(path: Path) -> dict[str, Any]:
-    """The request of ``path`` with a unique extra_id and no callback_url (no network)."""
-    body: dict[str, Any] = orjson.loads(path.read_bytes())
+def fresh(request: Block) -> dict[str, Any]:
+    """The ``request`` block with a unique extra_id and no callback_url (no network)."""
+    body: dict[str, Any] = request.json()
     body["extra_id"] = f"{body['extra_id']}-{uuid.uuid4().hex[:8]}"
     del body["callback_url"]
     return body
@@ -63,40 +46,14 @@ def fresh(path: Path) -> dict[str, Any]:
 # --- the models -----------------------------------------------------------------------------
 
 
-def test_every_chapter2_block_is_a_fixture() -> None:
-    """Twelve requests, the accepted answer and the error answer."""
-    assert (len(REQUESTS), len(list(DOCS.glob("chapter2-*-response-*.json")))) == (12, 2)
-
-
-@pytest.mark.parametrize("path", request_cases(AWAITING_MODELS))
-def test_every_documented_request_round_trips(path: Path) -> None:
-    """Read into a MessageRequest and written back: equal JSON."""
-    request = converter.loads(path.read_bytes(), hy.MessageRequest)
-    assert orjson.loads(converter.dumps(request)) == orjson.loads(path.read_bytes())
-
-
-@pytest.mark.parametrize("path", request_cases(AWAITING_RULES))
-def test_every_documented_request_passes_validation(path: Path) -> None:
-    """The checks run before sending (and by the emulator) find no problem."""
-    assert check_message(orjson.loads(path.read_bytes())) == []
-
-
 def test_a_request_reads_into_typed_models() -> None:
     """The Viber+SMS example: a Campaign with typed options, the phone number an int."""
-    data = (DOCS / "chapter2-L083-send-viber-sms-message-request.json").read_bytes()
-    request = converter.loads(data, hy.MessageRequest)
+    request = converter.loads(block("chapter2.rst", 83).text, hy.MessageRequest)
     assert (request.phone_number, request.extra_id) == (380961111111, "AD-6640-7006")
     assert request.campaign.channels == (hy.Channel.VIBER, hy.Channel.SMS)
     assert request.campaign.channel_options.sms == hy.SmsOptions(
         alpha_name="GMSU", ttl=300, text="Text for SMS", ctr=False
     )
-
-
-def test_the_accepted_answer_round_trips() -> None:
-    """{"message_id"} reads into MessageAccepted and back."""
-    data = (DOCS / "chapter2-L392-response-to-a-single-message-request--accepted.json").read_bytes()
-    accepted = converter.loads(data, hy.MessageAccepted)
-    assert orjson.loads(converter.dumps(accepted)) == orjson.loads(data)
 
 
 # --- the client -----------------------------------------------------------------------------
@@ -131,11 +88,11 @@ async def test_site_sends_to_the_documented_url_without_a_trailing_slash(api: An
 
 async def test_a_message_request_is_sent_as_published(api: Any) -> None:
     """A MessageRequest read from the documentation is posted as the same JSON."""
-    path = DOCS / "chapter2-L307-send-sms-message-request.json"
+    published = block("chapter2.rst", 307)
     route = api.post(API_HOST).respond(200, json=ACCEPTED)
     async with make_client(base_url=None, site="eu") as client:
-        await client.send_message(converter.loads(path.read_bytes(), hy.MessageRequest))
-    assert orjson.loads(route.calls.last.request.content) == orjson.loads(path.read_bytes())
+        await client.send_message(converter.loads(published.text, hy.MessageRequest))
+    assert orjson.loads(route.calls.last.request.content) == published.json()
 
 
 async def test_base_url_and_message_base_url_choose_the_host(api: Any) -> None:
@@ -231,9 +188,7 @@ async def test_resent_only_when_provably_not_processed(
 
 async def test_the_documented_error_answer_is_a_bad_request(api: Any) -> None:
     """{"error_code":36024,...} with 400: BadRequestError with the code and text, not resent."""
-    error = orjson.loads(
-        (DOCS / "chapter2-L398-response-to-a-single-message-request--error.json").read_bytes()
-    )
+    error = block("chapter2.rst", 398).json()
     route = api.post(f"{BASE_URL}/{CLIENT_ID}").respond(400, json=error)
     async with make_client() as client:
         with pytest.raises(hy.BadRequestError) as caught:
@@ -245,10 +200,12 @@ async def test_the_documented_error_answer_is_a_bad_request(api: Any) -> None:
 # --- the emulator ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", request_cases(AWAITING_RULES))
-async def test_the_emulator_accepts_every_documented_request_over_a_socket(path: Path) -> None:
+@pytest.mark.parametrize("request_block", CASES)
+async def test_the_emulator_accepts_every_documented_request_over_a_socket(
+    request_block: Block,
+) -> None:
     """Posted as published over a socket: accepted once, recorded, found by its message_id."""
-    body = fresh(path)
+    body = fresh(request_block)
     async with emulated_client(EmulatorConfig(time_scale=0), socket=True) as env:
         auth = httpx.BasicAuth(DEMO_ACCOUNT.login, DEMO_ACCOUNT.password)
         async with httpx.AsyncClient(base_url=env.base_url, auth=auth) as http:
@@ -262,11 +219,13 @@ async def test_the_emulator_accepts_every_documented_request_over_a_socket(path:
     assert (report.extra_id, report.phone_number) == (body["extra_id"], "380961111111")
 
 
-@pytest.mark.parametrize("path", request_cases(AWAITING_MODELS))
-async def test_send_message_sends_every_documented_request_to_the_emulator(path: Path) -> None:
+@pytest.mark.parametrize("request_block", CASES)
+async def test_send_message_sends_every_documented_request_to_the_emulator(
+    request_block: Block,
+) -> None:
     """Through the client's models over a socket: the emulator stores the very options
     published (nothing dropped on the way) and answers its message_id."""
-    body = fresh(path)
+    body = fresh(request_block)
     request = converter.loads(orjson.dumps(body), hy.MessageRequest)
     async with emulated_client(EmulatorConfig(time_scale=0), socket=True) as env:
         accepted = await env.client.send_message(request)
@@ -334,7 +293,7 @@ async def test_a_single_message_cascades_reports_and_calls_back() -> None:
 
 async def test_the_emulator_answers_a_bad_phone_number_as_documented() -> None:
     """A bad phone number: 400 with error_code 36024 (chapter 2's error answer); nothing kept."""
-    body = fresh(DOCS / "chapter2-L307-send-sms-message-request.json")
+    body = fresh(block("chapter2.rst", 307))
     body["phone_number"] = 12345
     emulator = Emulator(EmulatorConfig(time_scale=0))
     auth = httpx.BasicAuth(DEMO_ACCOUNT.login, DEMO_ACCOUNT.password)

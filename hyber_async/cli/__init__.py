@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from .. import __version__
 from . import _demo, _emulator, _loadtest, _send, _status
 
 __all__ = ["main"]
@@ -25,6 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="hyber-async", description="Tools of the hyber_async client library."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="command", required=True)
     for module in (_demo, _emulator, _send, _status, _loadtest):
         module.add(commands)

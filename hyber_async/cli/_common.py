@@ -16,9 +16,12 @@ Exit codes of ``send``, ``status`` and ``wait``:
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from typing import Final
+
+import httpx
 
 from .._client import HyberClient
 from .._errors import (
@@ -31,17 +34,19 @@ from .._errors import (
 
 __all__ = [
     "EXIT_BAD_INPUT",
-    "EXIT_CODES",
     "EXIT_DEADLINE",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_PARTIAL",
     "EXIT_SERVER",
+    "HelpFormatter",
     "UsageError",
     "add_connection_arguments",
     "error",
+    "exit_codes",
     "is_server_error",
     "make_client",
+    "missing_settings",
 ]
 
 EXIT_OK: Final = 0
@@ -51,15 +56,33 @@ EXIT_SERVER: Final = 3
 EXIT_DEADLINE: Final = 4
 EXIT_INTERRUPTED: Final = 130
 
-EXIT_CODES: Final = """\
-exit codes:
-  0    everything succeeded
-  1    partly: some recipients not accepted or some jobs not read (see the output)
-  2    usage error or bad input (file, line and field named on stderr)
-  3    the server could not be reached, or refused the credentials or every request
-  4    wait: the deadline passed with jobs still pending
-  130  interrupted"""
-"""The epilog of each subcommand's ``--help``."""
+_EXIT_MEANINGS: Final = {
+    EXIT_OK: "everything succeeded",
+    EXIT_PARTIAL: "partly: some jobs could not be read (see the output)",
+    EXIT_BAD_INPUT: "usage error or bad input (file, line and field named on stderr)",
+    EXIT_SERVER: "the server could not be reached, or refused the credentials or every request",
+    EXIT_DEADLINE: "the deadline passed with jobs still pending",
+    EXIT_INTERRUPTED: "interrupted",
+}
+
+
+def exit_codes(*codes: int, **meanings: str) -> str:
+    """The epilog of a subcommand's ``--help``: the exit codes it can end with, with the
+    meaning of ``partial`` (exit code 1) for that command."""
+    said = {**_EXIT_MEANINGS, **({EXIT_PARTIAL: meanings["partial"]} if meanings else {})}
+    lines = [f"  {code:<4} {said[code]}" for code in codes]
+    return "\n".join(["exit codes:", *lines])
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions kept as written, and every option's default shown (when it has one)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 class UsageError(Exception):
@@ -82,8 +105,31 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_SETTINGS: Final = (
+    ("client_id", "the account id", "--client-id", "HYBER_CLIENT_ID"),
+    ("login", "the login", "--login", "HYBER_LOGIN"),
+    ("password", "the password", "--password", "HYBER_PASSWORD"),
+)
+
+
+def missing_settings(args: argparse.Namespace) -> list[str]:
+    """Every connection setting given neither by its flag nor by its variable, each named
+    with both."""
+    missing = []
+    if args.base_url is None and args.site is None and not os.environ.get("HYBER_BASE_URL"):
+        missing.append("the API address: pass --base-url or --site, or set $HYBER_BASE_URL")
+    for name, what, flag, variable in _SETTINGS:
+        if getattr(args, name) is None and not os.environ.get(variable):
+            missing.append(f"{what}: pass {flag} or set ${variable}")
+    return missing
+
+
 def make_client(args: argparse.Namespace) -> HyberClient:
-    """A ``HyberClient`` from the connection arguments; missing settings raise ``UsageError``."""
+    """A ``HyberClient`` from the connection arguments; missing or bad settings raise
+    ``UsageError`` naming every one."""
+    missing = missing_settings(args)
+    if missing:
+        raise UsageError(f"missing {'; '.join(missing)}")
     try:
         return HyberClient(
             args.client_id,
@@ -93,12 +139,14 @@ def make_client(args: argparse.Namespace) -> HyberClient:
             base_url=args.base_url,
         )
     except ValidationError as exc:
-        problem = exc.problems[0]
         # The client names its keyword arguments ("pass login="): name the flags instead.
-        message = re.sub(
-            r"\b(\w+)=", lambda m: "--" + m.group(1).replace("_", "-"), problem.message
-        )
-        raise UsageError(f"{problem.field} {message}") from None
+        problems = [f"{p.field} {_KEYWORD.sub(_flag, p.message)}" for p in exc.problems]
+        raise UsageError("; ".join(problems)) from None
+    except httpx.InvalidURL as exc:
+        raise UsageError(f"base_url is not a URL: {exc}") from None
+
+
+_KEYWORD: Final = re.compile(r"\b(\w+)=")
 
 
 def _flag(match: re.Match[str]) -> str:

@@ -34,11 +34,13 @@ class Bar:
 class Console:
     """The output of one command run."""
 
-    def __init__(self, *, json_output: bool = False) -> None:
+    def __init__(self, *, json_output: bool = False, terminal: Any = None) -> None:
+        """Print JSON only with ``json_output``; draw on the ``rich`` console ``terminal``
+        (default: stdout when it is a terminal)."""
         self.json_output = json_output
-        self.interactive = not json_output and sys.stdout.isatty()
-        self._rich: Any = None
-        if self.interactive:
+        self.interactive = not json_output and (terminal is not None or sys.stdout.isatty())
+        self._rich: Any = terminal
+        if self.interactive and terminal is None:
             try:
                 import rich.console
             except ImportError:  # the cli extra is not installed: plain output
@@ -52,8 +54,10 @@ class Console:
             print(text, flush=True)
 
     @contextlib.contextmanager
-    def progress(self, label: str, total: int) -> Iterator[Bar]:
-        """A progress bar of ``total`` steps while the block runs (on a terminal only)."""
+    def progress(self, label: str, total: int | None) -> Iterator[Bar]:
+        """A progress bar of ``total`` rows (``None``: not known) while the block runs, on a
+        terminal only: rows done of the total, what ``update`` says beside them (short), and
+        the time left; it fits 80 columns."""
         if not self.interactive:
             yield Bar()
             return
@@ -62,15 +66,15 @@ class Console:
             MofNCompleteColumn,
             Progress,
             TextColumn,
-            TimeElapsedColumn,
+            TimeRemainingColumn,
         )
 
         columns = (
-            TextColumn("{task.description:>10}"),
-            BarColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=12),
             MofNCompleteColumn(),
             TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
+            TimeRemainingColumn(),
         )
         with Progress(*columns, console=self._rich, transient=False) as progress:
             yield Bar(progress, progress.add_task(label, total=total, info=""))
@@ -83,9 +87,9 @@ class Console:
         if self._rich is not None:
             from rich.table import Table
 
-            table = Table(title=title)
-            table.add_column("")
-            table.add_column("", justify="right")
+            table = Table(title=title, show_header=False)
+            table.add_column()
+            table.add_column(justify="right")
             for name, value in rows:
                 table.add_row(name, _format(value))
             self._rich.print(table)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import secrets
+import shlex
 import sys
 from typing import Any
 
@@ -16,6 +18,7 @@ from ..emulator import (
     parse_latency,
     serve,
 )
+from ._common import HelpFormatter
 
 __all__ = ["add"]
 
@@ -27,13 +30,19 @@ def add(commands: Any) -> None:
         "emulator",
         help="serve a local Hyber emulator",
         description="Serve a faithful local Hyber JSON V2 server (python -m hyber_async.emulator).",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
-    parser.add_argument("--client-id", default=DEMO_ACCOUNT.client_id)
-    parser.add_argument("--login", default=DEMO_ACCOUNT.login)
-    parser.add_argument("--password", default=DEMO_ACCOUNT.password)
-    parser.add_argument("--seed", type=int, default=0, help="seed of ids and outcomes")
+    parser.add_argument("--client-id", default=DEMO_ACCOUNT.client_id, help="the account id")
+    parser.add_argument("--login", default=DEMO_ACCOUNT.login, help="the account's login")
+    parser.add_argument("--password", default=DEMO_ACCOUNT.password, help="its password")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="seed of job ids and outcomes, to repeat a run (default: a new one each start, so "
+        "that job ids never repeat across restarts)",
+    )
     parser.add_argument(
         "--time-scale",
         type=float,
@@ -96,10 +105,11 @@ def _latency(text: str) -> Latency:
 
 def _run_emulator(args: argparse.Namespace) -> int:
     account = Account(client_id=args.client_id, login=args.login, password=args.password)
+    seed = args.seed if args.seed is not None else secrets.randbits(63)
     try:
         config = EmulatorConfig(
             accounts=(account,),
-            seed=args.seed,
+            seed=seed,
             time_scale=args.time_scale,
             callback_batch_size=args.callback_batch_size,
             callback_period=args.callback_period,
@@ -120,8 +130,17 @@ def _run_emulator(args: argparse.Namespace) -> int:
         print(
             f"  HyberClient(client_id={account.client_id!r}, login={account.login!r}, "
             f"password=..., base_url={url!r}, dr_base_url={url!r})",
-            flush=True,
         )
+        settings = {
+            "HYBER_BASE_URL": url,
+            "HYBER_DR_BASE_URL": url,
+            "HYBER_CLIENT_ID": account.client_id,
+            "HYBER_LOGIN": account.login,
+            "HYBER_PASSWORD": account.password,
+        }
+        print("  export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in settings.items()))
+        print(f"  seed:      {seed}" + ("" if args.seed is not None else " (--seed to repeat)"))
+        print(flush=True)
 
     try:
         serve(

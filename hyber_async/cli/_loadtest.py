@@ -24,6 +24,7 @@ from ._common import (
     EXIT_OK,
     EXIT_PARTIAL,
     EXIT_SERVER,
+    HelpFormatter,
     error,
 )
 
@@ -49,11 +50,11 @@ def add(commands: Any) -> None:
     parser = commands.add_parser(
         "loadtest",
         help="load-test a server (the built-in emulator by default)",
-        description="Send synthetic recipients at a rate (open loop) or as fast as answered "
-        "(closed loop) and report latency (corrected for coordinated omission), outcomes and "
-        "rates. Without --base-url the built-in emulator is started in its own process.",
+        description="Send synthetic recipients at a rate (open loop) or as fast as answered\n"
+        "(closed loop) and report latency (corrected for coordinated omission), outcomes\n"
+        "and rates. Without --base-url the built-in emulator is started in its own process.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     load = parser.add_argument_group("workload")
     shape = load.add_mutually_exclusive_group()
@@ -68,7 +69,12 @@ def add(commands: Any) -> None:
     )
     load.add_argument("--duration", type=_positive, default=10.0, metavar="S", help="seconds")
     load.add_argument("--chunk-size", type=int, default=100, metavar="N", help="per request")
-    load.add_argument("--endpoint", choices=("broadcast", "batch"), default="broadcast")
+    load.add_argument(
+        "--endpoint",
+        choices=("broadcast", "batch"),
+        default="broadcast",
+        help="broadcast: one text for all; batch: a text per message",
+    )
     load.add_argument("--sync", action="store_true", help="use the /sync endpoints")
     load.add_argument(
         "--connections",
@@ -103,7 +109,6 @@ def add(commands: Any) -> None:
     out.add_argument(
         "--threshold",
         action="append",
-        default=[],
         metavar="EXPR",
         help='fail (exit 1) unless met, e.g. "p99<500ms", "rejected<0.1%%", "rate>=98%%"',
     )
@@ -243,7 +248,7 @@ def _run_loadtest(args: argparse.Namespace) -> int:
         error("loadtest", f"needs the loadtest extra (pip install 'hyber-async[loadtest]'): {exc}")
         return EXIT_BAD_INPUT
     try:
-        thresholds = [lt.parse_threshold(text) for text in args.threshold]
+        thresholds = [lt.parse_threshold(text) for text in args.threshold or ()]
         rate = args.rate if args.rate or args.ramp or args.max else 1000.0
         options: dict[str, Any] = {}
         if args.numbers is not None:

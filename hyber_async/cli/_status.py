@@ -29,15 +29,16 @@ from .._poller import (
 )
 from ._common import (
     EXIT_BAD_INPUT,
-    EXIT_CODES,
     EXIT_DEADLINE,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_PARTIAL,
     EXIT_SERVER,
+    HelpFormatter,
     UsageError,
     add_connection_arguments,
     error,
+    exit_codes,
     is_server_error,
     make_client,
 )
@@ -51,8 +52,8 @@ def add(commands: Any) -> None:
         "status",
         help="print the counts of jobs' messages",
         description="Read each job's status report once and print its message counts.",
-        epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=exit_codes(EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_SERVER, EXIT_INTERRUPTED),
+        formatter_class=HelpFormatter,
     )
     _job_arguments(status)
     status.set_defaults(run=_run_status)
@@ -62,8 +63,10 @@ def add(commands: Any) -> None:
         help="poll jobs until every message is final",
         description="Poll jobs until every message is final (or the deadline passes) and "
         "print the campaign summary: counts by outcome, channel and error code.",
-        epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=exit_codes(
+            EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_SERVER, EXIT_DEADLINE, EXIT_INTERRUPTED
+        ),
+        formatter_class=HelpFormatter,
     )
     _job_arguments(wait)
     wait.add_argument(
@@ -223,7 +226,7 @@ def _print_summary(report: dict[str, Any], deadline_passed: bool) -> None:
     )
     for name, counts in report["by_channel"].items():
         print(
-            f"  {name:<9} {counts['delivered']:>9} delivered {counts['expired']:>9} expired "
+            f"  {name:<13} {counts['delivered']:>9} delivered {counts['expired']:>9} expired "
             f"{counts['failed']:>9} failed {counts['pending']:>9} pending"
         )
     for code, count in report["by_error_code"].items():
