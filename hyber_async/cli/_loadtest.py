@@ -132,7 +132,12 @@ def add(commands: Any) -> None:
         metavar="DIST",
         help="fixed:MS, uniform:MIN:MAX or lognormal:MEDIAN:P99",
     )
-    emulator.add_argument("--emulator-capacity", type=int, metavar="N")
+    emulator.add_argument(
+        "--emulator-capacity",
+        type=_at_least_one,
+        metavar="N",
+        help="requests in flight beyond N are answered 503 with Retry-After",
+    )
     emulator.add_argument(
         "--emulator-time-scale",
         type=_positive,
@@ -159,6 +164,16 @@ def _positive(text: str) -> float:
         value = math.nan
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
     return value
 
 

@@ -8,6 +8,7 @@ import contextlib
 import multiprocessing
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Final
@@ -56,27 +57,31 @@ def emulator_process(
         command += ["--capacity", str(capacity)]
     if time_scale is not None:
         command += ["--time-scale", repr(time_scale)]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL
-    )
-    try:
+    # Its log goes to a file, and its output is drained by a thread: a full pipe would block it.
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=log, text=True, stdin=subprocess.DEVNULL
+        )
         assert process.stdout is not None
-        assert process.stderr is not None
-        line = process.stdout.readline()
-        if "listening on" not in line:
-            process.wait(_STARTUP)
-            raise RuntimeError(f"the emulator did not start: {process.stderr.read().strip()}")
-        yield line.rsplit(" ", 1)[-1].strip()
-    finally:
-        process.terminate()
+        drain = threading.Thread(target=process.stdout.read, daemon=True)
         try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:  # pragma: no cover - a stuck emulator
-            process.kill()
-            process.wait()
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
+            line = process.stdout.readline()
+            if "listening on" not in line:
+                process.wait(_STARTUP)
+                log.seek(0)
+                raise RuntimeError(f"the emulator did not start: {log.read().strip()}")
+            drain.start()
+            yield line.rsplit(" ", 1)[-1].strip()
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:  # pragma: no cover - a stuck emulator
+                process.kill()
+                process.wait()
+            if drain.is_alive():
+                drain.join(5)
+            process.stdout.close()
 
 
 def emulator_stats(base_url: str) -> dict[str, Any] | None:
