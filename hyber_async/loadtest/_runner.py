@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -163,7 +164,7 @@ async def run_workload(
                 recorder.send_window = max(workload.duration, anyio.current_time() - start)
             else:
                 assert workload.max_in_flight is not None
-                counter = iter(range(1 << 62))
+                counter = itertools.count()
 
                 async def loop() -> None:
                     while anyio.current_time() - start < workload.duration:
