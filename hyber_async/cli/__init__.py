@@ -7,6 +7,7 @@ dispatches. Subcommands:
 - ``emulator``: serve a local Hyber emulator on a socket (needs the ``emulator`` extra).
 - ``send``: send a campaign to the recipients of a CSV or JSON Lines file.
 - ``status``, ``wait``: the counts of jobs' messages, once or until final.
+- ``loadtest``: load-test a server or the emulator (needs the ``loadtest`` extra).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import argparse
 from collections.abc import Sequence
 
 from .. import __version__
-from . import _demo, _emulator, _send, _status
+from . import _demo, _emulator, _loadtest, _send, _status
 
 __all__ = ["main"]
 
@@ -27,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="command", required=True)
-    for module in (_demo, _emulator, _send, _status):
+    for module in (_demo, _emulator, _send, _status, _loadtest):
         module.add(commands)
     args = parser.parse_args(argv)
     result: int = args.run(args)

@@ -9,7 +9,15 @@ import shlex
 import sys
 from typing import Any
 
-from ..emulator import DEMO_ACCOUNT, Account, EmulatorConfig, create_app, serve
+from ..emulator import (
+    DEMO_ACCOUNT,
+    Account,
+    EmulatorConfig,
+    Latency,
+    create_app,
+    parse_latency,
+    serve,
+)
 from ._common import HelpFormatter
 
 __all__ = ["add"]
@@ -57,6 +65,21 @@ def add(commands: Any) -> None:
         metavar="S",
         help="seconds an idle keep-alive connection stays open (default 5)",
     )
+    parser.add_argument(
+        "--latency",
+        type=_latency,
+        default=None,
+        metavar="DIST",
+        help="latency of every API answer: fixed:MS, uniform:MIN:MAX or lognormal:MEDIAN:P99 "
+        "(e.g. fixed:20ms, lognormal:10ms:200ms)",
+    )
+    parser.add_argument(
+        "--capacity",
+        type=int,
+        default=None,
+        metavar="N",
+        help="API requests in flight beyond N are answered 503 with Retry-After",
+    )
     parser.add_argument("--log-level", default="info", help="uvicorn log level")
     parser.set_defaults(run=_run_emulator)
 
@@ -72,16 +95,30 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _latency(text: str) -> Latency:
+    """A ``Latency`` for argparse."""
+    try:
+        return parse_latency(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _run_emulator(args: argparse.Namespace) -> int:
     account = Account(client_id=args.client_id, login=args.login, password=args.password)
     seed = args.seed if args.seed is not None else secrets.randbits(63)
-    config = EmulatorConfig(
-        accounts=(account,),
-        seed=seed,
-        time_scale=args.time_scale,
-        callback_batch_size=args.callback_batch_size,
-        callback_period=args.callback_period,
-    )
+    try:
+        config = EmulatorConfig(
+            accounts=(account,),
+            seed=seed,
+            time_scale=args.time_scale,
+            callback_batch_size=args.callback_batch_size,
+            callback_period=args.callback_period,
+            latency=args.latency or Latency(),
+            capacity=args.capacity,
+        )
+    except ValueError as exc:
+        print(f"hyber-async emulator: {exc}", file=sys.stderr)
+        return 2
 
     def ready(url: str) -> None:
         print(f"Hyber emulator listening on {url}", flush=True)

@@ -16,12 +16,14 @@ from ._clock import Clock
 from ._config import DEMO_ACCOUNT, Account, ChannelOutcomes, EmulatorConfig
 from ._faults import Faults
 from ._ledger import Ledger
+from ._load import AnswerStats, Latency, parse_latency
 from ._server import serve
 
 __all__ = [
     "DEMO_ACCOUNT",
     "FINAL_CODES",
     "Account",
+    "AnswerStats",
     "CallbackStats",
     "ChannelOutcomes",
     "Clock",
@@ -30,8 +32,10 @@ __all__ = [
     "ErrorCodes",
     "Faults",
     "FinalCode",
+    "Latency",
     "Ledger",
     "Result",
     "create_app",
+    "parse_latency",
     "serve",
 ]

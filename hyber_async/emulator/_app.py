@@ -13,6 +13,8 @@ adds its ``count``, ``?counts=1`` every count), ``GET|POST|DELETE faults``, ``GE
 (``{"advance": seconds}``), ``GET callbacks``, ``GET messages/{message_id}`` (the message as
 rendered for each channel, and its status), ``POST replies`` (``{"url", "message_id" or
 "extra_id", ...content}``: see ``Emulator.reply``).
+For load tests (see ``_load``): ``GET stats`` (API answers by status, requests in flight) and
+``POST stall`` (``{"seconds": s}``: hold every API answer that long).
 
 The error answers are ``{"error_code", "error_text"}`` with the HTTP status of the table in
 ``ErrorCodes``; validation reuses the project's one rule set, so the texts name the item
@@ -26,6 +28,7 @@ import binascii
 import hashlib
 import hmac
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Final
@@ -48,6 +51,7 @@ from ._clock import Clock
 from ._config import Account, EmulatorConfig
 from ._faults import Fault
 from ._ledger import Ledger
+from ._load import AnswerStats
 from ._state import Job, Store
 from ._status import advanced_report, simple_report, status_items, status_json
 
@@ -202,6 +206,10 @@ class Emulator:
         self.callback_transport = callback_transport
         self._cascades: dict[tuple[str, ...], Cascade] = {}
         self._resetters: list[Resetter] = []
+        self.stats = AnswerStats()
+        """API answers by status and requests in flight (``GET /_emulator/stats``)."""
+        self._latency_rng = random.Random(f"latency/{self.config.seed}")
+        self._stalled_until = 0.0
 
     def __repr__(self) -> str:
         return f"Emulator(jobs={len(self.store)}, ledger={self.ledger!r})"
@@ -214,6 +222,13 @@ class Emulator:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Do the background work (send delivery reports) until cancelled."""
         await self.callbacks.run(self.callback_transport, task_status=task_status)
+
+    def stall(self, seconds: float) -> None:
+        """Hold every API answer, of the requests in flight and of those arriving meanwhile,
+        until ``seconds`` from now (a server pause)."""
+        if type(seconds) not in (int, float) or not 0 <= seconds < float("inf"):
+            raise ValueError(f"stall seconds must be a number >= 0, got {seconds!r}")
+        self._stalled_until = max(self._stalled_until, time.monotonic() + seconds)
 
     # --- Python views --------------------------------------------------------------------
 
@@ -327,14 +342,40 @@ class Emulator:
         await send({"type": "lifespan.shutdown.complete"})
 
     async def _api(self, scope: Scope, receive: Receive, send: Send) -> None:
+        stats = self.stats
+        capacity = self.config.capacity
+        if capacity is not None and stats.in_flight >= capacity:
+            stats.shed += 1
+            await _read_body(receive, self.config.max_body_bytes)
+            retry_after = self.config.capacity_retry_after
+            headers = ((b"retry-after", f"{retry_after:g}".encode()),)
+            await self._answer(send, _error(503, ErrorCodes.SERVER_ERROR, "Over capacity", headers))
+            return
+        stats.in_flight += 1
+        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        try:
+            await self._api_request(scope, receive, send)
+        finally:
+            stats.in_flight -= 1
+
+    async def _answer(self, send: Send, answer: _Answer) -> None:
+        """Send an API ``answer`` once any stall is over, and count it."""
+        stalled = self._stalled_until - time.monotonic()
+        if stalled > 0:
+            await anyio.sleep(stalled)
+        self.stats.answers[answer.status] = self.stats.answers.get(answer.status, 0) + 1
+        await _send_answer(send, answer)
+
+    async def _api_request(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.ledger.record_request()
         fault = self.faults.take()
         if fault.reset_before:
             await self._reset(scope, receive, "reset_before")
             return
         body = await _read_body(receive, self.config.max_body_bytes)
-        if fault.latency:
-            await anyio.sleep(fault.latency)
+        latency = fault.latency + self.config.latency.draw(self._latency_rng)
+        if latency:
+            await anyio.sleep(latency)
         if fault.status is not None and not fault.after_accept:
             answer = _fault_answer(fault)
         else:
@@ -346,7 +387,7 @@ class Emulator:
             return
         if fault.slow and not await _sleep_unless_disconnected(receive, fault.slow):
             return
-        await _send_answer(send, answer)
+        await self._answer(send, answer)
 
     async def _reset(self, scope: Scope, receive: Receive, fault: str) -> None:
         """Reset the connection of ``scope`` (a socket server), or raise what a client's
@@ -584,6 +625,14 @@ class Emulator:
             return _json(200, {"now": self.clock.now_ms(), "time_scale": self.clock.time_scale})
         if route == ["callbacks"] and method == "GET":
             return _json(200, attrs.asdict(self.callbacks.stats))
+        if route == ["stats"] and method == "GET":
+            return _json(200, self.stats.as_dict())
+        if route == ["stall"] and method == "POST":
+            try:
+                self.stall(data.get("seconds", 0))
+            except ValueError as exc:
+                return _error(400, ErrorCodes.INVALID_REQUEST, str(exc))
+            return _json(200, {"stalled_until": self._stalled_until})
         if route == ["replies"] and method == "POST":
             return self._reply(data)
         if len(route) == 2 and route[0] == "messages" and method == "GET":

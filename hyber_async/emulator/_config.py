@@ -11,6 +11,7 @@ import attrs
 
 from .._models import Channel
 from ._faults import Faults
+from ._load import Latency
 
 __all__ = ["DEMO_ACCOUNT", "Account", "ChannelOutcomes", "EmulatorConfig"]
 
@@ -106,6 +107,9 @@ class EmulatorConfig:
       flight per callback URL.
     - ``faults``: the faults active from the start (``emulator.faults`` changes them later).
     - ``max_body_bytes``: larger request bodies are answered 413.
+    - ``latency``: the ``Latency`` distribution of every API answer (on top of the
+      ``latency`` fault); ``capacity``: API requests in flight beyond it are answered 503 with
+      ``Retry-After: capacity_retry_after`` (``None``: no limit). See ``emulator._load``.
     """
 
     accounts: tuple[Account, ...] = attrs.field(default=(DEMO_ACCOUNT,), converter=_accounts)
@@ -123,6 +127,9 @@ class EmulatorConfig:
     callback_concurrency: int = attrs.field(default=4, validator=_positive)
     faults: Faults = attrs.field(factory=Faults, eq=False)
     max_body_bytes: int = attrs.field(default=100 * 2**20, validator=_positive)
+    latency: Latency = attrs.field(factory=Latency)
+    capacity: int | None = attrs.field(default=None, validator=attrs.validators.optional(_positive))
+    capacity_retry_after: float = attrs.field(default=1.0, validator=_non_negative)
 
     def __attrs_post_init__(self) -> None:
         if math.isinf(self.time_scale):
