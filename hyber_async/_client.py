@@ -33,6 +33,7 @@ from ._config import (
 from ._errors import (
     APIError,
     HyberError,
+    InvalidCallError,
     NotFoundError,
     OutcomeUnknownError,
     Problem,
@@ -466,11 +467,11 @@ class HyberClient:
         if isinstance(campaign, (BatchRequest, BroadcastRequest)):
             expected = BatchRequest if kind is Kind.BATCH else BroadcastRequest
             if not isinstance(campaign, expected) or items is not None:
-                raise TypeError(f"pass a Campaign and items, or one {expected.__name__}")
+                raise InvalidCallError(f"pass a Campaign and items, or one {expected.__name__}")
             items = campaign.messages if isinstance(campaign, BatchRequest) else campaign.recipients
             campaign = campaign.campaign
         if items is None:
-            raise TypeError(f"{kind.items_key} are required")
+            raise InvalidCallError(f"{kind.items_key} are required")
         envelope = Envelope(campaign, kind)
         if not 0 < len(items) <= MAX_ITEMS:
             message = f"must hold 1 to {MAX_ITEMS} items, got {len(items)}"
@@ -526,7 +527,7 @@ class HyberClient:
         ``dr_base_url`` (or ``site``) it raises ``ValidationError`` and sends nothing.
         """
         if (message_id is None) == (extra_id is None):
-            raise TypeError("give exactly one of message_id= and extra_id=")
+            raise InvalidCallError("give exactly one of message_id= and extra_id=")
         if detail not in ("simple", "advanced"):
             problem = Problem("detail", f"must be 'simple' or 'advanced', got {detail!r}")
             raise ValidationError([problem])
@@ -565,10 +566,10 @@ class HyberClient:
         """
         if isinstance(campaign, MessageRequest):
             if phone_number is not None or extra_id is not None:
-                raise TypeError("pass a Campaign and phone_number, or one MessageRequest")
+                raise InvalidCallError("pass a Campaign and phone_number, or one MessageRequest")
             request = campaign
         elif phone_number is None:
-            raise TypeError("phone_number is required")
+            raise InvalidCallError("phone_number is required")
         else:
             request = MessageRequest(campaign, phone_number, extra_id)
         Envelope(request.campaign, Kind.BROADCAST)  # start_time is checked before it is written

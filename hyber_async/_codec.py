@@ -19,7 +19,13 @@ from cattrs.errors import BaseValidationError
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
 from cattrs.preconf.orjson import OrjsonConverter, make_converter
 
-from ._errors import Problem, UnexpectedResponseError, ValidationError
+from ._errors import (
+    InvalidValueError,
+    Problem,
+    UnexpectedResponseError,
+    ValidationError,
+    WireTypeError,
+)
 from ._models import (
     RECIPIENT_KEYS,
     AdvancedDeliveryReport,
@@ -98,7 +104,9 @@ def make_flat_structure_fn(cls: type[A]) -> Callable[[Any, type], A]:
 
     def structure(wire: Any, _: type) -> A:
         if type(wire) is not dict:
-            raise TypeError(f"{cls.__name__}: expected a JSON object, got {type(wire).__name__}")
+            raise WireTypeError(
+                f"{cls.__name__}: expected a JSON object, got {type(wire).__name__}"
+            )
         get = wire.get
         values = []
         for name, accepted, expected in specs:
@@ -107,7 +115,7 @@ def make_flat_structure_fn(cls: type[A]) -> Callable[[Any, type], A]:
                 value = _read_leniently(value, accepted)
                 if value is _UNREADABLE:
                     got = "nothing" if get(name) is None else type(get(name)).__name__
-                    raise TypeError(f"{cls.__name__}.{name}: expected {expected}, got {got}")
+                    raise WireTypeError(f"{cls.__name__}.{name}: expected {expected}, got {got}")
             if type(value) is list:
                 item = nested[name]
                 value = tuple([item(v, object) for v in value])
@@ -198,7 +206,7 @@ def format_start_time(value: datetime | str) -> str:
     if isinstance(value, str):
         return value
     if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("start_time must be timezone-aware (naive datetimes are ambiguous)")
+        raise InvalidValueError("start_time must be timezone-aware (naive datetimes are ambiguous)")
     return value.isoformat(sep=" ", timespec="seconds")
 
 
@@ -380,7 +388,7 @@ def _make_messages_structure_fn(
 
     def structure(wire: Any, _: type) -> T:
         if type(wire) is not dict or type(wire.get("messages")) is not list:
-            raise TypeError(f"{name}: expected an object with a 'messages' array")
+            raise WireTypeError(f"{name}: expected an object with a 'messages' array")
         return cls(tuple([structure_item(m, item) for m in wire["messages"]]))
 
     return structure
@@ -391,7 +399,7 @@ def _structure_job_accepted(wire: Any, _: type) -> JobAccepted:
     job_id = wire.get("job_id") if type(wire) is dict else None
     if type(job_id) is not str or not job_id:
         got = repr(job_id) if job_id in (None, "", False, True) else type(job_id).__name__
-        raise TypeError(f"JobAccepted.job_id: expected a non-empty string, got {got}")
+        raise WireTypeError(f"JobAccepted.job_id: expected a non-empty string, got {got}")
     return JobAccepted(job_id)
 
 

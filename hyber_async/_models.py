@@ -27,7 +27,7 @@ from typing import Final
 
 import attrs
 
-from ._errors import Problem, ValidationError
+from ._errors import InvalidCallError, Problem, ValidationError
 from ._validation import unknown_channel
 
 __all__ = [
@@ -193,7 +193,9 @@ def _as_channels(value: object) -> tuple[Channel, ...]:
     if isinstance(value, (str, Channel)):
         value = (value,)
     if not isinstance(value, (list, tuple)):
-        raise TypeError(f"channels must be a sequence of Channel, got {type(value).__name__}")
+        raise InvalidCallError(
+            f"channels must be a sequence of Channel, got {type(value).__name__}"
+        )
     unknown = [unknown_channel(i, v) for i, v in enumerate(value) if v not in _CHANNEL_VALUES]
     if unknown:
         raise ValidationError(unknown)

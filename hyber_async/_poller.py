@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Final
 import anyio
 import attrs
 
-from ._errors import HyberError
+from ._errors import HyberError, InvalidValueError, PollDeadlineError
 from ._models import Channel, ErrorCode, HyberStatus, JobStatus, Status
 
 if TYPE_CHECKING:
@@ -184,25 +184,6 @@ class JobUpdate:
     """Why polling this job stopped before it was final (retries exhausted, an error answer)."""
 
 
-class PollDeadlineError(HyberError, TimeoutError):
-    """The deadline passed before every job was final.
-
-    ``pending`` maps each unfinished job id to its last known counts; ``summary`` is the
-    campaign summary at that moment (jobs never read count as one job with no messages).
-    """
-
-    def __init__(
-        self, deadline: float, pending: Mapping[str, Counts], summary: CampaignSummary
-    ) -> None:
-        self.pending = pending
-        self.summary = summary
-        messages = sum(c.pending for c in pending.values())
-        super().__init__(
-            f"polling deadline of {deadline:g}s passed: {len(pending)} job(s) not final, "
-            f"{messages} message(s) known to be pending"
-        )
-
-
 @attrs.define
 class _Job:
     job_id: str
@@ -230,13 +211,13 @@ class JobPoller:
         max_concurrency: int | None,
     ) -> None:
         if not 0 < interval <= max_interval:
-            raise ValueError("interval must be > 0 and <= max_interval")
+            raise InvalidValueError("interval must be > 0 and <= max_interval")
         if deadline is not None and deadline <= 0:
-            raise ValueError("deadline must be > 0 seconds")
+            raise InvalidValueError("deadline must be > 0 seconds")
         limit = client.max_connections
         if max_concurrency is not None:
             if max_concurrency < 1:
-                raise ValueError("max_concurrency must be >= 1")
+                raise InvalidValueError("max_concurrency must be >= 1")
             limit = min(limit, max_concurrency)
         self._client = client
         self._jobs = {job_id: _Job(job_id) for job_id in job_ids}

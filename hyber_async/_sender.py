@@ -31,7 +31,7 @@ import orjson
 
 from ._chunking import chunked
 from ._codec import Envelope, decode_answer, match_sync_results, to_wire_items
-from ._errors import HyberError, Problem, ValidationError
+from ._errors import HyberError, InvalidValueError, Problem, ValidationError
 from ._models import Campaign, JobAccepted, SyncResult
 from ._send_report import (
     ChunkRecord,
@@ -532,16 +532,16 @@ async def stream(
     ``HyberClient.stream_broadcast`` for the options."""
     envelope = Envelope(campaign, kind)
     if not 1 <= chunk_size <= MAX_ITEMS:
-        raise ValueError(f"chunk_size must be between 1 and {MAX_ITEMS}, got {chunk_size}")
+        raise InvalidValueError(f"chunk_size must be between 1 and {MAX_ITEMS}, got {chunk_size}")
     if concurrency < 1:
-        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        raise InvalidValueError(f"concurrency must be at least 1, got {concurrency}")
     if max_rate is not None:
         if not (math.isfinite(max_rate) and max_rate > 0):
             message = f"must be a positive finite number of recipients per second, got {max_rate}"
             raise ValidationError([Problem("max_rate", message)])
         chunk_size = paced_chunk_size(chunk_size, max_rate)
     if on_invalid not in ("skip", "abort"):
-        raise ValueError(f"on_invalid must be 'skip' or 'abort', got {on_invalid!r}")
+        raise InvalidValueError(f"on_invalid must be 'skip' or 'abort', got {on_invalid!r}")
     report = report if report is not None else SendReport()
     report.run_id = run_id or report.run_id or uuid.uuid4().hex[:16]
     report.endpoint = endpoint(kind, sync)

@@ -51,16 +51,6 @@ from .._codec import Envelope, Wire
 from .._errors import HyberError
 from .._send_report import Outcome, Progress, SendReport
 from .._sender import DEFAULT_CONCURRENCY, paced_chunk_size
-from .._sources import (
-    FORMATS,
-    ItemStream,
-    RecordReader,
-    SourceError,
-    check_columns,
-    checked_rows,
-    load_campaign,
-    phone_parser,
-)
 from .._validation import MAX_ITEMS, ItemRules, Kind
 from ..journal import JournalMismatchError, SqliteJournal
 from ._common import (
@@ -77,6 +67,16 @@ from ._common import (
     make_client,
 )
 from ._console import Bar, Console
+from ._sources import (
+    FORMATS,
+    ItemStream,
+    RecordReader,
+    SourceError,
+    check_columns,
+    checked_rows,
+    load_campaign,
+    phone_parser,
+)
 
 __all__ = ["add"]
 

@@ -39,7 +39,7 @@ import orjson
 from anyio.abc import TaskStatus
 
 from .._codec import parse_start_time
-from .._errors import Problem
+from .._errors import InvalidValueError, Problem
 from .._models import ErrorCode
 from .._validation import MAX_ITEMS, MESSAGE_KEYS, Kind, check_message, check_request, item_rules
 from ._callbacks import Callbacks
@@ -272,10 +272,14 @@ class Emulator:
         job, index = found
         channel = next((c for c in job.channels if c in ("viber", "whatsapp")), None)
         if channel is None:
-            raise ValueError(f"replies come from Viber or WhatsApp, not {list(job.channels)}")
+            raise InvalidValueError(
+                f"replies come from Viber or WhatsApp, not {list(job.channels)}"
+            )
         unknown = sorted(k for k, v in content.items() if k not in REPLY_CONTENT)
         if unknown or not all(type(v) is str for v in content.values()):
-            raise ValueError(f"reply content: string fields of {REPLY_CONTENT} only ({unknown})")
+            raise InvalidValueError(
+                f"reply content: string fields of {REPLY_CONTENT} only ({unknown})"
+            )
         now = self.clock.now()
         phone = str(job.phones[index])
         reply: dict[str, Any]
