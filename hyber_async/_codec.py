@@ -37,6 +37,7 @@ from ._models import (
     DeliveryReport,
     JobAccepted,
     JobStatus,
+    Kind,
     Message,
     MessageAccepted,
     MessageRequest,
@@ -50,7 +51,7 @@ from ._models import (
     ViberOptions,
     WhatsAppOptions,
 )
-from ._validation import ItemRules, Kind, check_envelope, check_start_time_value, item_rules
+from ._validation import ItemRules, check_envelope, check_start_time_value, item_rules
 
 __all__ = [
     "Envelope",

@@ -28,7 +28,6 @@ from typing import Final
 import attrs
 
 from ._errors import InvalidCallError, Problem, ValidationError
-from ._validation import unknown_channel
 
 __all__ = [
     "AdvancedDeliveryReport",
@@ -43,6 +42,7 @@ __all__ = [
     "HyberStatus",
     "JobAccepted",
     "JobStatus",
+    "Kind",
     "Message",
     "MessageAccepted",
     "MessageRequest",
@@ -56,6 +56,7 @@ __all__ = [
     "SyncResult",
     "ViberOptions",
     "WhatsAppOptions",
+    "unknown_channel",
 ]
 
 
@@ -73,6 +74,24 @@ class Channel(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+def unknown_channel(index: int, name: object) -> Problem:
+    """The problem of ``channels[index]`` naming no channel of the protocol."""
+    known = ", ".join(c.value for c in Channel)
+    return Problem(f"channels[{index}]", f"unknown channel {name!r} (known: {known})")
+
+
+class Kind(str, enum.Enum):
+    """The two request shapes, named by their endpoint."""
+
+    BATCH = "batch"
+    BROADCAST = "broadcast"
+
+    @property
+    def items_key(self) -> str:
+        """The wire key of the item list: ``messages`` or ``recipients``."""
+        return "messages" if self is Kind.BATCH else "recipients"
 
 
 class Status:

@@ -30,8 +30,7 @@ import httpx
 from ._client import HyberClient
 from ._config import RetryPolicy
 from ._errors import InvalidCallError
-from .emulator import Emulator, EmulatorConfig, create_app
-from .emulator._server import running_server
+from .emulator import Emulator, EmulatorConfig, create_app, running_server
 
 __all__ = [
     "TEST_TIME_SCALE",

@@ -49,9 +49,10 @@ import orjson
 from .._client import HyberClient
 from .._codec import Envelope, Wire
 from .._errors import HyberError
+from .._models import Kind
 from .._send_report import Outcome, Progress, SendReport
 from .._sender import DEFAULT_CONCURRENCY, paced_chunk_size
-from .._validation import MAX_ITEMS, ItemRules, Kind
+from .._validation import MAX_ITEMS, ItemRules
 from ..journal import JournalMismatchError, SqliteJournal
 from ._common import (
     EXIT_BAD_INPUT,

@@ -43,8 +43,8 @@ import orjson
 
 from .._codec import Wire, converter, unknown_campaign_key
 from .._errors import HyberError, InvalidValueError, Problem, SourceError
-from .._models import Campaign, Message
-from .._validation import ItemRules, Kind, check_envelope, check_items, placeholders_in
+from .._models import Campaign, Kind, Message
+from .._validation import ItemRules, check_envelope, check_items, placeholders_in
 
 __all__ = [
     "FORMATS",

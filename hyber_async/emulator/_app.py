@@ -40,8 +40,8 @@ from anyio.abc import TaskStatus
 
 from .._codec import parse_start_time
 from .._errors import InvalidValueError, Problem
-from .._models import ErrorCode
-from .._validation import MAX_ITEMS, MESSAGE_KEYS, Kind, check_message, check_request, item_rules
+from .._models import ErrorCode, Kind
+from .._validation import MAX_ITEMS, MESSAGE_KEYS, check_message, check_request, item_rules
 from ._callbacks import Callbacks
 from ._cascade import Cascade
 from ._clock import Clock
