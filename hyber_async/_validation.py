@@ -568,7 +568,7 @@ def _plain_json(items: Sequence[dict[Any, Any]]) -> bool:
     return set(types) <= {str, int} and types.count(int) == len(items)
 
 
-def _item_problems(
+def _item_problems(  # noqa: C901, PLR0912 -- one flat check per documented field limit
     item: Mapping[str, Any], index: int, key: str, rules: ItemRules
 ) -> list[Problem]:
     """Name every problem of one item (the slow path of ``check_items``)."""

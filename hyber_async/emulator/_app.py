@@ -550,7 +550,7 @@ class Emulator:
 
     # --- admin ---------------------------------------------------------------------------
 
-    def _admin(self, scope: Scope, body: bytes | None) -> _Answer:
+    def _admin(self, scope: Scope, body: bytes | None) -> _Answer:  # noqa: C901, PLR0912 -- a flat route table
         route = scope["path"].strip("/").split("/")[1:]
         method = scope["method"]
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
