@@ -24,8 +24,7 @@ import anyio
 import httpx
 import orjson
 
-from hyber_async.emulator import DEMO_ACCOUNT, Emulator, EmulatorConfig, create_app
-from hyber_async.emulator._server import running_server
+from hyber_async.emulator import DEMO_ACCOUNT, Emulator, EmulatorConfig, create_app, running_server
 
 AUTH = httpx.BasicAuth(DEMO_ACCOUNT.login, DEMO_ACCOUNT.password)
 HEADERS = [

@@ -6,6 +6,8 @@ from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Sequence
 from itertools import islice
 from typing import TypeVar
 
+from ._errors import InvalidValueError
+
 __all__ = ["chunked"]
 
 T = TypeVar("T")
@@ -20,7 +22,7 @@ async def chunked(
     is awaited item by item. Empty input yields nothing.
     """
     if size < 1:
-        raise ValueError(f"chunk size must be at least 1, got {size}")
+        raise InvalidValueError(f"chunk size must be at least 1, got {size}")
     if isinstance(items, AsyncIterable):
         chunk: list[T] = []
         async for item in items:

@@ -28,7 +28,13 @@ from ._config import (
     RetryPolicy,
     Timeouts,
 )
-from ._errors import NotFoundError, Problem, UnexpectedResponseError, ValidationError
+from ._errors import (
+    InvalidCallError,
+    NotFoundError,
+    Problem,
+    UnexpectedResponseError,
+    ValidationError,
+)
 from ._models import (
     AdvancedDeliveryReport,
     BatchRequest,
@@ -36,6 +42,7 @@ from ._models import (
     Campaign,
     JobAccepted,
     JobStatus,
+    Kind,
     Message,
     MessageAccepted,
     MessageRequest,
@@ -61,7 +68,7 @@ from ._sender import (
     send_in_chunks,
 )
 from ._transport import Transport, _Secret, base_url_of, host_of, setting, with_extra_ids
-from ._validation import MAX_ITEMS, Kind, check_items, check_message
+from ._validation import MAX_ITEMS, check_items, check_message
 from .journal import Journal
 
 __all__ = ["HyberClient"]
@@ -378,11 +385,11 @@ class HyberClient:
         if isinstance(campaign, (BatchRequest, BroadcastRequest)):
             expected = BatchRequest if kind is Kind.BATCH else BroadcastRequest
             if not isinstance(campaign, expected) or items is not None:
-                raise TypeError(f"pass a Campaign and items, or one {expected.__name__}")
+                raise InvalidCallError(f"pass a Campaign and items, or one {expected.__name__}")
             items = campaign.messages if isinstance(campaign, BatchRequest) else campaign.recipients
             campaign = campaign.campaign
         if items is None:
-            raise TypeError(f"{kind.items_key} are required")
+            raise InvalidCallError(f"{kind.items_key} are required")
         envelope = Envelope(campaign, kind)
         if not 0 < len(items) <= MAX_ITEMS:
             message = f"must hold 1 to {MAX_ITEMS} items, got {len(items)}"
@@ -439,7 +446,7 @@ class HyberClient:
         ``dr_base_url`` (or ``site``) it raises ``ValidationError`` and sends nothing.
         """
         if (message_id is None) == (extra_id is None):
-            raise TypeError("give exactly one of message_id= and extra_id=")
+            raise InvalidCallError("give exactly one of message_id= and extra_id=")
         if detail not in ("simple", "advanced"):
             problem = Problem("detail", f"must be 'simple' or 'advanced', got {detail!r}")
             raise ValidationError([problem])
@@ -479,10 +486,10 @@ class HyberClient:
         """
         if isinstance(campaign, MessageRequest):
             if phone_number is not None or extra_id is not None:
-                raise TypeError("pass a Campaign and phone_number, or one MessageRequest")
+                raise InvalidCallError("pass a Campaign and phone_number, or one MessageRequest")
             request = campaign
         elif phone_number is None:
-            raise TypeError("phone_number is required")
+            raise InvalidCallError("phone_number is required")
         else:
             request = MessageRequest(campaign, phone_number, extra_id)
         Envelope(request.campaign, Kind.BROADCAST)  # start_time is checked before it is written

@@ -16,21 +16,29 @@ import attrs
 import httpx
 import orjson
 from cattrs.errors import BaseValidationError
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.preconf.orjson import OrjsonConverter, make_converter
 
-from ._errors import Problem, UnexpectedResponseError, ValidationError
+from ._errors import (
+    InvalidValueError,
+    Problem,
+    UnexpectedResponseError,
+    ValidationError,
+    WireTypeError,
+)
 from ._models import (
     RECIPIENT_KEYS,
     AdvancedDeliveryReport,
     BatchRequest,
     BroadcastRequest,
     Campaign,
+    Channel,
     ChannelOptions,
     ChannelTtl,
     DeliveryReport,
     JobAccepted,
     JobStatus,
+    Kind,
     Message,
     MessageAccepted,
     MessageRequest,
@@ -44,7 +52,7 @@ from ._models import (
     ViberOptions,
     WhatsAppOptions,
 )
-from ._validation import ItemRules, Kind, check_envelope, check_start_time_value, item_rules
+from ._validation import ItemRules, check_envelope, check_start_time_value, item_rules
 
 __all__ = [
     "Envelope",
@@ -98,7 +106,9 @@ def make_flat_structure_fn(cls: type[A]) -> Callable[[Any, type], A]:
 
     def structure(wire: Any, _: type) -> A:
         if type(wire) is not dict:
-            raise TypeError(f"{cls.__name__}: expected a JSON object, got {type(wire).__name__}")
+            raise WireTypeError(
+                f"{cls.__name__}: expected a JSON object, got {type(wire).__name__}"
+            )
         get = wire.get
         values = []
         for name, accepted, expected in specs:
@@ -107,7 +117,7 @@ def make_flat_structure_fn(cls: type[A]) -> Callable[[Any, type], A]:
                 value = _read_leniently(value, accepted)
                 if value is _UNREADABLE:
                     got = "nothing" if get(name) is None else type(get(name)).__name__
-                    raise TypeError(f"{cls.__name__}.{name}: expected {expected}, got {got}")
+                    raise WireTypeError(f"{cls.__name__}.{name}: expected {expected}, got {got}")
             if type(value) is list:
                 item = nested[name]
                 value = tuple([item(v, object) for v in value])
@@ -198,7 +208,7 @@ def format_start_time(value: datetime | str) -> str:
     if isinstance(value, str):
         return value
     if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("start_time must be timezone-aware (naive datetimes are ambiguous)")
+        raise InvalidValueError("start_time must be timezone-aware (naive datetimes are ambiguous)")
     return value.isoformat(sep=" ", timespec="seconds")
 
 
@@ -264,104 +274,33 @@ def configure_converter(conv: OrjsonConverter) -> OrjsonConverter:
     for options in (ChannelOptions, *_options_classes().values()):
         conv.register_structure_hook(options, _strict_structure_fn(options, conv))
 
-    options_hook = conv.get_unstructure_hook(ChannelOptions)
-
-    def unstructure_campaign(campaign: Campaign) -> Wire:
-        wire: Wire = {
-            "channels": [c.value for c in campaign.channels],
-            "channel_options": options_hook(campaign.channel_options),
-        }
-        if campaign.callback_url is not None:
-            wire["callback_url"] = campaign.callback_url
-        if campaign.start_time is not None:
-            wire["start_time"] = format_start_time(campaign.start_time)
-        if campaign.tag is not None:
-            wire["tag"] = campaign.tag
-        if campaign.division_code is not None:
-            wire["division_code"] = campaign.division_code
-        return wire
-
-    def structure_campaign(
-        wire: Mapping[str, Any], _: type, request_keys: Collection[str] = ()
-    ) -> Campaign:
-        unknown = unknown_campaign_key(wire, request_keys)
-        if unknown is not None:
-            raise ValidationError([unknown])
-        start_time = wire.get("start_time")
-        return Campaign(
-            channels=wire["channels"],
-            channel_options=conv.structure(wire["channel_options"], ChannelOptions),
-            callback_url=wire.get("callback_url"),
-            start_time=parse_start_time(start_time) if isinstance(start_time, str) else None,
-            tag=wire.get("tag"),
-            division_code=wire.get("division_code"),
-        )
-
-    def unstructure_recipient(recipient: Recipient) -> Wire:
-        wire: Wire = {"phone_number": recipient.phone_number}
-        if recipient.extra_id is not None:
-            wire["extra_id"] = recipient.extra_id
-        wire.update(recipient.variables)
-        return wire
-
-    def structure_recipient(wire: Mapping[str, Any], _: type) -> Recipient:
-        extra_id = wire.get("extra_id")
-        return Recipient(
-            phone_number=int(wire["phone_number"]),
-            extra_id=None if extra_id is None else str(extra_id),
-            variables={k: v for k, v in wire.items() if k not in RECIPIENT_KEYS},
-        )
-
-    message_hook = conv.get_unstructure_hook(Message)
-
-    def unstructure_batch(request: BatchRequest) -> Wire:
-        return {
-            "messages": [message_hook(m) for m in request.messages],
-            **unstructure_campaign(request.campaign),
-        }
-
-    def structure_batch(wire: Mapping[str, Any], _: type) -> BatchRequest:
-        return BatchRequest(
-            campaign=structure_campaign(wire, Campaign, ("messages",)),
-            messages=tuple(conv.structure(m, Message) for m in wire["messages"]),
-        )
-
-    def unstructure_broadcast(request: BroadcastRequest) -> Wire:
-        return {
-            "recipients": [unstructure_recipient(r) for r in request.recipients],
-            **unstructure_campaign(request.campaign),
-        }
-
-    def structure_broadcast(wire: Mapping[str, Any], _: type) -> BroadcastRequest:
-        return BroadcastRequest(
-            campaign=structure_campaign(wire, Campaign, ("recipients",)),
-            recipients=tuple(structure_recipient(r, Recipient) for r in wire["recipients"]),
-        )
-
-    def unstructure_single(request: MessageRequest) -> Wire:
-        wire: Wire = {"phone_number": request.phone_number}
-        if request.extra_id is not None:
-            wire["extra_id"] = request.extra_id
-        return {**wire, **unstructure_campaign(request.campaign)}
-
-    def structure_single(wire: Mapping[str, Any], _: type) -> MessageRequest:
-        extra_id = wire.get("extra_id")
-        return MessageRequest(
-            campaign=structure_campaign(wire, Campaign, ("phone_number", "extra_id")),
-            phone_number=int(wire["phone_number"]),
-            extra_id=None if extra_id is None else str(extra_id),
-        )
-
-    hooks: list[tuple[type, Callable[[Any], Wire], Callable[[Any, type], Any]]] = [
-        (Campaign, unstructure_campaign, structure_campaign),
-        (Recipient, unstructure_recipient, structure_recipient),
-        (BatchRequest, unstructure_batch, structure_batch),
-        (BroadcastRequest, unstructure_broadcast, structure_broadcast),
-        (MessageRequest, unstructure_single, structure_single),
-    ]
-    for model, unstructure, structure in hooks:
-        conv.register_unstructure_hook(model, unstructure)
-        conv.register_structure_hook(model, structure)
+    conv.register_unstructure_hook(
+        Campaign,
+        make_dict_unstructure_fn(
+            Campaign,
+            conv,
+            _cattrs_omit_if_default=True,
+            channels=override(unstruct_hook=_channel_values),
+            start_time=override(unstruct_hook=format_start_time),
+        ),
+    )
+    conv.register_unstructure_hook(Recipient, _unstructure_recipient)
+    campaign, message = conv.get_unstructure_hook(Campaign), conv.get_unstructure_hook(Message)
+    batch = functools.partial(_unstructure_batch, campaign=campaign, message=message)
+    conv.register_unstructure_hook(BatchRequest, batch)
+    broadcast = functools.partial(_unstructure_broadcast, campaign=campaign)
+    conv.register_unstructure_hook(BroadcastRequest, broadcast)
+    conv.register_unstructure_hook(
+        MessageRequest, functools.partial(_unstructure_single, campaign=campaign)
+    )
+    for model, structure in (
+        (Campaign, _structure_campaign),
+        (BatchRequest, _structure_batch),
+        (BroadcastRequest, _structure_broadcast),
+        (MessageRequest, _structure_single),
+    ):
+        conv.register_structure_hook(model, functools.partial(structure, conv=conv))
+    conv.register_structure_hook(Recipient, _structure_recipient)
 
     for report in (DeliveryReport, SimpleDeliveryReport, AdvancedDeliveryReport):
         conv.register_structure_hook(report, make_flat_structure_fn(report))
@@ -369,6 +308,101 @@ def configure_converter(conv: OrjsonConverter) -> OrjsonConverter:
     conv.register_structure_hook(SyncResult, _make_messages_structure_fn(SyncResult, MessageResult))
     conv.register_structure_hook(JobAccepted, _structure_job_accepted)
     return conv
+
+
+def _channel_values(channels: Iterable[Channel]) -> list[str]:
+    """The cascade as the wire writes it: the channels' string values, in order."""
+    return [c.value for c in channels]
+
+
+def _unstructure_recipient(recipient: Recipient) -> Wire:
+    """A recipient with its ``variables`` as its own keys."""
+    wire: Wire = {"phone_number": recipient.phone_number}
+    if recipient.extra_id is not None:
+        wire["extra_id"] = recipient.extra_id
+    wire.update(recipient.variables)
+    return wire
+
+
+def _structure_recipient(wire: Mapping[str, Any], _: type) -> Recipient:
+    """A recipient whose keys beyond ``phone_number`` and ``extra_id`` are its variables."""
+    extra_id = wire.get("extra_id")
+    return Recipient(
+        phone_number=int(wire["phone_number"]),
+        extra_id=None if extra_id is None else str(extra_id),
+        variables={k: v for k, v in wire.items() if k not in RECIPIENT_KEYS},
+    )
+
+
+# The hooks of the requests take the hooks (or the converter) they delegate to by keyword,
+# bound once by ``configure_converter``.
+_Hook = Callable[[Any], Wire]
+
+
+def _unstructure_batch(request: BatchRequest, *, campaign: _Hook, message: _Hook) -> Wire:
+    """The messages beside the campaign's envelope keys."""
+    return {"messages": [message(m) for m in request.messages], **campaign(request.campaign)}
+
+
+def _unstructure_broadcast(request: BroadcastRequest, *, campaign: _Hook) -> Wire:
+    """The recipients beside the campaign's envelope keys."""
+    recipients = [_unstructure_recipient(r) for r in request.recipients]
+    return {"recipients": recipients, **campaign(request.campaign)}
+
+
+def _unstructure_single(request: MessageRequest, *, campaign: _Hook) -> Wire:
+    """``phone_number`` and ``extra_id`` beside the campaign's envelope keys."""
+    wire: Wire = {"phone_number": request.phone_number}
+    if request.extra_id is not None:
+        wire["extra_id"] = request.extra_id
+    return {**wire, **campaign(request.campaign)}
+
+
+def _structure_campaign(
+    wire: Mapping[str, Any], _: type, request_keys: Collection[str] = (), *, conv: OrjsonConverter
+) -> Campaign:
+    """A campaign from a mapping that holds no key a field does not take (``request_keys``
+    aside): ``ValidationError`` naming the first one."""
+    unknown = unknown_campaign_key(wire, request_keys)
+    if unknown is not None:
+        raise ValidationError([unknown])
+    start_time = wire.get("start_time")
+    return Campaign(
+        channels=wire["channels"],
+        channel_options=conv.structure(wire["channel_options"], ChannelOptions),
+        callback_url=wire.get("callback_url"),
+        start_time=parse_start_time(start_time) if isinstance(start_time, str) else None,
+        tag=wire.get("tag"),
+        division_code=wire.get("division_code"),
+    )
+
+
+def _structure_batch(wire: Mapping[str, Any], _: type, *, conv: OrjsonConverter) -> BatchRequest:
+    """A batch request written flat."""
+    return BatchRequest(
+        campaign=_structure_campaign(wire, Campaign, ("messages",), conv=conv),
+        messages=tuple(conv.structure(m, Message) for m in wire["messages"]),
+    )
+
+
+def _structure_broadcast(
+    wire: Mapping[str, Any], _: type, *, conv: OrjsonConverter
+) -> BroadcastRequest:
+    """A broadcast request written flat."""
+    return BroadcastRequest(
+        campaign=_structure_campaign(wire, Campaign, ("recipients",), conv=conv),
+        recipients=tuple(_structure_recipient(r, Recipient) for r in wire["recipients"]),
+    )
+
+
+def _structure_single(wire: Mapping[str, Any], _: type, *, conv: OrjsonConverter) -> MessageRequest:
+    """A single-message request written flat."""
+    extra_id = wire.get("extra_id")
+    return MessageRequest(
+        campaign=_structure_campaign(wire, Campaign, ("phone_number", "extra_id"), conv=conv),
+        phone_number=int(wire["phone_number"]),
+        extra_id=None if extra_id is None else str(extra_id),
+    )
 
 
 def _make_messages_structure_fn(
@@ -380,7 +414,7 @@ def _make_messages_structure_fn(
 
     def structure(wire: Any, _: type) -> T:
         if type(wire) is not dict or type(wire.get("messages")) is not list:
-            raise TypeError(f"{name}: expected an object with a 'messages' array")
+            raise WireTypeError(f"{name}: expected an object with a 'messages' array")
         return cls(tuple([structure_item(m, item) for m in wire["messages"]]))
 
     return structure
@@ -391,7 +425,7 @@ def _structure_job_accepted(wire: Any, _: type) -> JobAccepted:
     job_id = wire.get("job_id") if type(wire) is dict else None
     if type(job_id) is not str or not job_id:
         got = repr(job_id) if job_id in (None, "", False, True) else type(job_id).__name__
-        raise TypeError(f"JobAccepted.job_id: expected a non-empty string, got {got}")
+        raise WireTypeError(f"JobAccepted.job_id: expected a non-empty string, got {got}")
     return JobAccepted(job_id)
 
 

@@ -8,7 +8,14 @@ from typing import Final
 import attrs
 import httpx
 
-from ._errors import HyberError, NotSentError, OutcomeUnknownError, RateLimitError, ServerError
+from ._errors import (
+    HyberError,
+    InvalidValueError,
+    NotSentError,
+    OutcomeUnknownError,
+    RateLimitError,
+    ServerError,
+)
 
 __all__ = [
     "DEFAULT_ANSWER_LIMITS",
@@ -126,7 +133,7 @@ DEFAULT_RETRY: Final = RetryPolicy()
 
 def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
     if type(value) is not int or value < 1:
-        raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
+        raise InvalidValueError(f"{attribute.name} must be a positive integer, got {value!r}")
 
 
 @attrs.frozen

@@ -4,6 +4,9 @@
 
     HyberError
     ├── ValidationError (also ValueError)  bad input, raised before anything is sent
+    ├── InvalidValueError (also ValueError) an argument or setting out of its range
+    ├── InvalidCallError (also TypeError)  arguments that do not fit the call
+    ├── WireTypeError (also TypeError)     a JSON value of a type its model does not take
     ├── NotSentError                       provably never reached the server (pool, connect)
     ├── OutcomeUnknownError                may have been accepted (timeout or reset after
     │   │                                  writing, deadline during the request, 5xx)
@@ -19,13 +22,21 @@
     │   ├── RateLimitError                 429 (``retry_after``)
     │   ├── ServerError                    5xx (``retry_after``)
     │   └── UnexpectedResponseError (also OutcomeUnknownError)
-    ├── ReportParseError (also ValueError) a malformed delivery report
-    ├── JournalError (in journal)
+    ├── ReportParseError (also ValueError) a malformed delivery report or user reply
+    ├── BodyTooLargeError                  a callback body over ``max_body_size`` (answered
+    │                                      413 by the receivers, never raised to the caller)
+    ├── JournalError                       (exported by ``hyber_async.journal`` too)
     │   ├── JournalMismatchError (also ValueError)  the journal refuses the run: nothing sent
     │   │   ├── JournalLockedError         another run holds the journal
     │   │   └── JournalNotFoundError       ``create=False`` and nothing to resume
     │   └── JournalWriteError              the journal cannot be written: the send stopped
-    └── PollDeadlineError (also TimeoutError, in _poller) jobs still pending at the deadline
+    ├── PollDeadlineError (also TimeoutError) jobs still pending at the deadline
+    ├── SourceError                        a problem in an input file (the command line's)
+    └── UsageError                         a command-line setting that cannot work
+
+Every exception class of the package is defined here (``tests/test_layering.py`` checks it),
+and no code raises a bare ``ValueError`` or ``TypeError``: the subclasses above keep an
+existing ``except ValueError`` / ``except TypeError`` working.
 
 The API has no idempotency key, so the distinction between ``NotSentError`` and
 ``OutcomeUnknownError`` is what keeps a retry from sending a paid message twice: only the former,
@@ -38,7 +49,8 @@ Credentials never reach an exception: ``APIError.request`` is a copy of the requ
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import attrs
 import httpx
@@ -48,18 +60,30 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "BadRequestError",
+    "BodyTooLargeError",
     "HyberError",
+    "InvalidCallError",
+    "InvalidValueError",
+    "JournalError",
+    "JournalLockedError",
+    "JournalMismatchError",
+    "JournalNotFoundError",
+    "JournalWriteError",
     "NotFoundError",
     "NotSentError",
     "OutcomeUnknownError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "PollDeadlineError",
     "Problem",
     "RateLimitError",
     "ReportParseError",
     "ServerError",
+    "SourceError",
     "UnexpectedResponseError",
+    "UsageError",
     "ValidationError",
+    "WireTypeError",
 ]
 
 REDACTED = "[redacted]"
@@ -104,6 +128,23 @@ class ValidationError(HyberError, ValueError):
         count = len(self.problems)
         noun = "problem" if count == 1 else "problems"
         super().__init__(f"{count} {noun} in the input:\n  - " + "\n  - ".join(lines))
+
+
+class InvalidValueError(HyberError, ValueError):
+    """An argument or setting out of its range (a chunk size of 0, a naive ``start_time``, a
+    negative clock step), or a field of a file that cannot be read. Raised before anything is
+    sent."""
+
+
+class InvalidCallError(HyberError, TypeError):
+    """The arguments do not fit the call: both or neither of two alternatives, a missing one,
+    or a value of the wrong type."""
+
+
+class WireTypeError(HyberError, TypeError):
+    """A JSON value of a type its model does not take (``null`` for a job id, ``"2"`` where an
+    object is due). The client reports it as ``UnexpectedResponseError``, the receivers as an
+    invalid item."""
 
 
 class NotSentError(HyberError):
@@ -199,6 +240,109 @@ class UnexpectedResponseError(APIError, OutcomeUnknownError):
 
 class ReportParseError(HyberError, ValueError):
     """A delivery-report body that is not a report object or a JSON array of them."""
+
+
+class BodyTooLargeError(HyberError):
+    """A callback body passed the receiver's ``max_body_size``: the receiver answers 413; it
+    never reaches the caller."""
+
+
+class JournalError(HyberError):
+    """Root of the errors of a journal (``hyber_async.journal``)."""
+
+
+class JournalMismatchError(JournalError, ValueError):
+    """The journal belongs to another campaign or another input: nothing was sent.
+
+    Also the base of the journal's other refusals of a run (``JournalLockedError``,
+    ``JournalNotFoundError``), so that one handler covers every "nothing was sent" case."""
+
+
+class JournalLockedError(JournalMismatchError):
+    """Another run holds the journal (``holder`` says which, when it could be read): nothing
+    was sent. Two runs on one journal would both send the campaign."""
+
+    def __init__(self, path: str, holder: str | None) -> None:
+        self.path = path
+        self.holder = holder
+        by = f" by {holder}" if holder else ""
+        super().__init__(
+            f"the journal {path} is in use{by}: one run at a time per journal; wait for that "
+            "run to end (the lock ends with its process)"
+        )
+
+
+class JournalNotFoundError(JournalMismatchError):
+    """``create=False`` and there is no campaign to resume: the journal file does not exist,
+    is empty, or records no run. Nothing was sent."""
+
+
+class JournalWriteError(JournalError):
+    """The journal could not record a chunk's state (disk full, I/O error), so the send
+    stopped: no chunk leaves unless the journal recorded it in flight first.
+
+    ``report`` is the send's ``SendReport``, settled in memory: every recipient read has one
+    outcome. The error's ``__cause__`` is the journal's own error. On a resume, the chunks whose
+    end the journal missed read as ``UNKNOWN``: reconcile them.
+    """
+
+    # ``report`` is typed Any: naming SendReport here would make this module and
+    # _send_report import each other.
+    def __init__(self, message: str, *, journal: str, report: Any) -> None:
+        self.journal = journal
+        self.report = report
+        super().__init__(message)
+
+
+class PollDeadlineError(HyberError, TimeoutError):
+    """The deadline passed before every job was final.
+
+    ``pending`` maps each unfinished job id to its last known ``Counts``; ``summary`` is the
+    ``CampaignSummary`` at that moment (jobs never read count as one job with no messages).
+    """
+
+    # Counts and CampaignSummary are typed Any: naming them here would make this module and
+    # _poller import each other.
+    def __init__(self, deadline: float, pending: Mapping[str, Any], summary: Any) -> None:
+        self.pending = pending
+        self.summary = summary
+        messages = sum(c.pending for c in pending.values())
+        super().__init__(
+            f"polling deadline of {deadline:g}s passed: {len(pending)} job(s) not final, "
+            f"{messages} message(s) known to be pending"
+        )
+
+
+class SourceError(HyberError):
+    """A problem in an input file: ``path``, ``line`` (1-based, or ``None`` when the problem is
+    not on one line), ``field`` (a column, a JSON key or a campaign field path, or ``None``)
+    and a one-line ``message``. ``str()`` reads ``path:line: field: message``."""
+
+    def __init__(
+        self,
+        path: str,
+        message: str,
+        *,
+        line: int | None = None,
+        field: str | None = None,
+        item: dict[str, Any] | None = None,
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.field = field
+        self.message = message
+        self.item = item
+        """The row as read, when it could be read (to name its recipient in a result file)."""
+        where = path if line is None else f"{path}:{line}"
+        super().__init__(f"{where}: {message}" if field is None else f"{where}: {field}: {message}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The error as JSON-ready values."""
+        return {"path": self.path, "line": self.line, "field": self.field, "message": self.message}
+
+
+class UsageError(HyberError):
+    """A command-line setting that cannot work; reported on one line with exit code 2."""
 
 
 def error_body(content: bytes) -> tuple[int | None, str | None]:

@@ -27,8 +27,7 @@ from typing import Final
 
 import attrs
 
-from ._errors import Problem, ValidationError
-from ._validation import unknown_channel
+from ._errors import InvalidCallError, Problem, ValidationError
 
 __all__ = [
     "AdvancedDeliveryReport",
@@ -43,6 +42,7 @@ __all__ = [
     "HyberStatus",
     "JobAccepted",
     "JobStatus",
+    "Kind",
     "Message",
     "MessageAccepted",
     "MessageRequest",
@@ -56,6 +56,7 @@ __all__ = [
     "SyncResult",
     "ViberOptions",
     "WhatsAppOptions",
+    "unknown_channel",
 ]
 
 
@@ -73,6 +74,24 @@ class Channel(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+def unknown_channel(index: int, name: object) -> Problem:
+    """The problem of ``channels[index]`` naming no channel of the protocol."""
+    known = ", ".join(c.value for c in Channel)
+    return Problem(f"channels[{index}]", f"unknown channel {name!r} (known: {known})")
+
+
+class Kind(str, enum.Enum):
+    """The two request shapes, named by their endpoint."""
+
+    BATCH = "batch"
+    BROADCAST = "broadcast"
+
+    @property
+    def items_key(self) -> str:
+        """The wire key of the item list: ``messages`` or ``recipients``."""
+        return "messages" if self is Kind.BATCH else "recipients"
 
 
 class Status:
@@ -193,7 +212,9 @@ def _as_channels(value: object) -> tuple[Channel, ...]:
     if isinstance(value, (str, Channel)):
         value = (value,)
     if not isinstance(value, (list, tuple)):
-        raise TypeError(f"channels must be a sequence of Channel, got {type(value).__name__}")
+        raise InvalidCallError(
+            f"channels must be a sequence of Channel, got {type(value).__name__}"
+        )
     unknown = [unknown_channel(i, v) for i, v in enumerate(value) if v not in _CHANNEL_VALUES]
     if unknown:
         raise ValidationError(unknown)

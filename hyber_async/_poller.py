@@ -20,7 +20,7 @@ from typing import Final, Protocol
 import anyio
 import attrs
 
-from ._errors import HyberError
+from ._errors import HyberError, InvalidValueError, PollDeadlineError
 from ._models import Channel, ErrorCode, HyberStatus, JobStatus, Status
 
 __all__ = [
@@ -75,11 +75,11 @@ class PollOptions:
 
     def __attrs_post_init__(self) -> None:
         if not 0 < self.interval <= self.max_interval:
-            raise ValueError("interval must be > 0 and <= max_interval")
+            raise InvalidValueError("interval must be > 0 and <= max_interval")
         if self.deadline is not None and self.deadline <= 0:
-            raise ValueError("deadline must be > 0 seconds")
+            raise InvalidValueError("deadline must be > 0 seconds")
         if self.max_concurrency is not None and self.max_concurrency < 1:
-            raise ValueError("max_concurrency must be >= 1")
+            raise InvalidValueError("max_concurrency must be >= 1")
 
 
 CHANNEL_OF_CODE: Final[Mapping[int, str]] = {
@@ -217,25 +217,6 @@ class JobUpdate:
     final: bool
     error: HyberError | None = None
     """Why polling this job stopped before it was final (retries exhausted, an error answer)."""
-
-
-class PollDeadlineError(HyberError, TimeoutError):
-    """The deadline passed before every job was final.
-
-    ``pending`` maps each unfinished job id to its last known counts; ``summary`` is the
-    campaign summary at that moment (jobs never read count as one job with no messages).
-    """
-
-    def __init__(
-        self, deadline: float, pending: Mapping[str, Counts], summary: CampaignSummary
-    ) -> None:
-        self.pending = pending
-        self.summary = summary
-        messages = sum(c.pending for c in pending.values())
-        super().__init__(
-            f"polling deadline of {deadline:g}s passed: {len(pending)} job(s) not final, "
-            f"{messages} message(s) known to be pending"
-        )
 
 
 @attrs.define

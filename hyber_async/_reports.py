@@ -31,7 +31,7 @@ import orjson
 from cattrs.gen import make_dict_unstructure_fn
 
 from ._codec import converter, make_flat_structure_fn
-from ._errors import ReportParseError
+from ._errors import BodyTooLargeError, InvalidValueError, ReportParseError
 from ._models import DeliveryReport
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ def _parse_report(item: Any) -> DeliveryReport:
     report: DeliveryReport = _parse_item(item, DeliveryReport)
     number = report.number
     if not (number > 0 if isinstance(number, int) else number.isascii() and number.isdigit()):
-        raise ValueError(f"number must be a phone number, got {number!r}")
+        raise ReportParseError(f"number must be a phone number, got {number!r}")
     return report
 
 
@@ -196,7 +196,7 @@ _PHONE: Final = re.compile(r"\+?[0-9]{1,20}")
 def _parse_reply(item: Any) -> UserReply:
     reply = _parse_reply_item(item, UserReply)
     if not (reply.phone.isascii() and _PHONE.fullmatch(reply.phone)):
-        raise ValueError(f"phone must be a phone number, got {reply.phone!r}")
+        raise ReportParseError(f"phone must be a phone number, got {reply.phone!r}")
     return reply
 
 
@@ -261,10 +261,6 @@ def _text(status: int, text: str, *headers: tuple[bytes, bytes]) -> _Answer:
     return status, text.encode() + b"\n", [_TEXT, *headers]
 
 
-class _BodyTooLarge(Exception):
-    """The body passed ``max_body_size``."""
-
-
 class _CallbackReceiver(abc.ABC, Generic[T]):
     """What both receivers share: the secret, the parsing, de-duplication, the answers, and
     the ASGI and aiohttp integrations. A subclass names its items and says how to read them."""
@@ -286,9 +282,11 @@ class _CallbackReceiver(abc.ABC, Generic[T]):
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     ) -> None:
         if not _SECRET_FORM.fullmatch(secret):
-            raise ValueError("secret must be at least 16 URL-safe characters [A-Za-z0-9._~-]")
+            raise InvalidValueError(
+                "secret must be at least 16 URL-safe characters [A-Za-z0-9._~-]"
+            )
         if dedup_size < 0 or max_body_size < 1:
-            raise ValueError("dedup_size must be >= 0 and max_body_size >= 1")
+            raise InvalidValueError("dedup_size must be >= 0 and max_body_size >= 1")
         self.handler = handler
         self.on_invalid = on_invalid
         self._secret = secret.encode("ascii")
@@ -407,7 +405,7 @@ class _CallbackReceiver(abc.ABC, Generic[T]):
         if answer is None:
             try:
                 body = await self._read_asgi_body(receive)
-            except _BodyTooLarge:
+            except BodyTooLargeError:
                 answer = _text(413, "body too large")
             else:
                 if body is None:
@@ -432,7 +430,7 @@ class _CallbackReceiver(abc.ABC, Generic[T]):
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_size:
-                raise _BodyTooLarge
+                raise BodyTooLargeError
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
@@ -456,7 +454,7 @@ class _CallbackReceiver(abc.ABC, Generic[T]):
         if answer is None:
             try:
                 body = await self._read_aiohttp_body(request)
-            except _BodyTooLarge:
+            except BodyTooLargeError:
                 answer = _text(413, "body too large")
             except ConnectionError:  # the caller went away mid-body: as in ASGI, no traceback
                 logger.debug("%s callback abandoned by the caller mid-body", self._what)
@@ -473,7 +471,7 @@ class _CallbackReceiver(abc.ABC, Generic[T]):
         async for chunk in request.content.iter_chunked(64 * 1024):
             size += len(chunk)
             if size > self.max_body_size:
-                raise _BodyTooLarge
+                raise BodyTooLargeError
             chunks.append(chunk)
         return b"".join(chunks)
 

@@ -32,8 +32,8 @@ import orjson
 
 from ._chunking import chunked
 from ._codec import Envelope, decode_answer, match_sync_results, to_wire_items
-from ._errors import HyberError, Problem, ValidationError
-from ._models import JobAccepted, SyncResult
+from ._errors import HyberError, InvalidValueError, Problem, ValidationError
+from ._models import JobAccepted, Kind, SyncResult
 from ._send_report import (
     ChunkRecord,
     ChunkState,
@@ -44,7 +44,7 @@ from ._send_report import (
     outcome_of_error,
 )
 from ._transport import Requester
-from ._validation import MAX_ITEMS, Kind, check_items
+from ._validation import MAX_ITEMS, check_items
 from .journal import JournalMismatchError, JournalWriteError
 
 if TYPE_CHECKING:
@@ -88,15 +88,17 @@ class SendOptions:
     def __attrs_post_init__(self) -> None:
         if not 1 <= self.chunk_size <= MAX_ITEMS:
             message = f"chunk_size must be between 1 and {MAX_ITEMS}, got {self.chunk_size}"
-            raise ValueError(message)
+            raise InvalidValueError(message)
         if self.concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+            raise InvalidValueError(f"concurrency must be at least 1, got {self.concurrency}")
         max_rate = self.max_rate
         if max_rate is not None and not (math.isfinite(max_rate) and max_rate > 0):
             message = f"must be a positive finite number of recipients per second, got {max_rate}"
             raise ValidationError([Problem("max_rate", message)])
         if self.on_invalid not in ("skip", "abort"):
-            raise ValueError(f"on_invalid must be 'skip' or 'abort', got {self.on_invalid!r}")
+            raise InvalidValueError(
+                f"on_invalid must be 'skip' or 'abort', got {self.on_invalid!r}"
+            )
 
     @property
     def request_size(self) -> int:

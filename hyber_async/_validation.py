@@ -9,7 +9,6 @@ documentation is silent.
 
 from __future__ import annotations
 
-import enum
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -22,12 +21,12 @@ import attrs
 import orjson
 
 from ._errors import Problem
+from ._models import Kind, unknown_channel
 
 __all__ = [
     "MAX_ITEMS",
     "MESSAGE_KEYS",
     "ItemRules",
-    "Kind",
     "Template",
     "check_envelope",
     "check_items",
@@ -40,7 +39,6 @@ __all__ = [
     "render",
     "scalar_problem",
     "scalar_text",
-    "unknown_channel",
 ]
 
 MAX_ITEMS: Final = 50_000
@@ -79,18 +77,6 @@ _PLACEHOLDER = re.compile(r"(?<!%[0-9A-Fa-f]{2})%(?![0-9A-Fa-f]{2}%)((?!\d)\w+)%
 a name of exactly two hex digits (``%C3%``) is one, and so is a ``%`` right after one
 (``%C3%A9t%``), so ``My%20File%20v2.pdf`` and ``caf%C3%A9%C3%A9t%C3%A9`` hold none."""
 _START_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}([+-]\d{2}:\d{2})?")
-
-
-class Kind(str, enum.Enum):
-    """The two request shapes, named by their endpoint."""
-
-    BATCH = "batch"
-    BROADCAST = "broadcast"
-
-    @property
-    def items_key(self) -> str:
-        """The wire key of the item list: ``messages`` or ``recipients``."""
-        return "messages" if self is Kind.BATCH else "recipients"
 
 
 def is_gsm7(text: str) -> bool:
@@ -430,12 +416,6 @@ _CHANNEL_RULES = {
 }
 
 
-def unknown_channel(index: int, name: object) -> Problem:
-    """The problem of ``channels[index]`` naming no channel of the protocol."""
-    known = ", ".join(_CHANNEL_RULES)
-    return Problem(f"channels[{index}]", f"unknown channel {name!r} (known: {known})")
-
-
 def check_envelope(wire: Mapping[str, Any], kind: Kind) -> list[Problem]:
     """Every problem of the campaign envelope (all keys but the item list)."""
     return _check_envelope(wire, kind)[0]
@@ -587,7 +567,7 @@ def _plain_json(items: Sequence[dict[Any, Any]]) -> bool:
     return set(types) <= {str, int} and types.count(int) == len(items)
 
 
-def _item_problems(
+def _item_problems(  # noqa: C901, PLR0912 -- one flat check per documented field limit
     item: Mapping[str, Any], index: int, key: str, rules: ItemRules
 ) -> list[Problem]:
     """Name every problem of one item (the slow path of ``check_items``)."""

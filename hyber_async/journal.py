@@ -30,11 +30,17 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 import orjson
 
-from ._errors import HyberError
+from ._errors import (
+    JournalError,
+    JournalLockedError,
+    JournalMismatchError,
+    JournalNotFoundError,
+    JournalWriteError,
+)
 from ._send_report import ChunkRecord, ChunkState, Outcome, RecipientOutcome
 
 if TYPE_CHECKING:
-    from ._send_report import SendReport
+    pass
 
 __all__ = [
     "Journal",
@@ -45,51 +51,6 @@ __all__ = [
     "JournalWriteError",
     "SqliteJournal",
 ]
-
-
-class JournalError(HyberError):
-    """Root of the errors of a journal."""
-
-
-class JournalMismatchError(JournalError, ValueError):
-    """The journal belongs to another campaign or another input: nothing was sent.
-
-    Also the base of the journal's other refusals of a run (``JournalLockedError``,
-    ``JournalNotFoundError``), so that one handler covers every "nothing was sent" case."""
-
-
-class JournalLockedError(JournalMismatchError):
-    """Another run holds the journal (``holder`` says which, when it could be read): nothing
-    was sent. Two runs on one journal would both send the campaign."""
-
-    def __init__(self, path: str, holder: str | None) -> None:
-        self.path = path
-        self.holder = holder
-        by = f" by {holder}" if holder else ""
-        super().__init__(
-            f"the journal {path} is in use{by}: one run at a time per journal; wait for that "
-            "run to end (the lock ends with its process)"
-        )
-
-
-class JournalNotFoundError(JournalMismatchError):
-    """``create=False`` and there is no campaign to resume: the journal file does not exist,
-    is empty, or records no run. Nothing was sent."""
-
-
-class JournalWriteError(JournalError):
-    """The journal could not record a chunk's state (disk full, I/O error), so the send
-    stopped: no chunk leaves unless the journal recorded it in flight first.
-
-    ``report`` is the send's report, settled in memory: every recipient read has one outcome.
-    The error's ``__cause__`` is the journal's own error. On a resume, the chunks whose end the
-    journal missed read as ``UNKNOWN``: reconcile them.
-    """
-
-    def __init__(self, message: str, *, journal: str, report: SendReport) -> None:
-        self.journal = journal
-        self.report = report
-        super().__init__(message)
 
 
 class Journal(Protocol):

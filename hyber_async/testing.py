@@ -29,8 +29,8 @@ import httpx
 
 from ._client import HyberClient
 from ._config import RetryPolicy
-from .emulator import Emulator, EmulatorConfig, create_app
-from .emulator._server import running_server
+from ._errors import InvalidCallError
+from .emulator import Emulator, EmulatorConfig, create_app, running_server
 
 __all__ = [
     "TEST_TIME_SCALE",
@@ -117,9 +117,9 @@ async def emulated_client(
     ``keep_alive`` (with ``socket=True`` only) is the server's, as in ``serve_emulator``.
     """
     if emulator is not None and config is not None:
-        raise TypeError("pass config= or emulator=, not both")
+        raise InvalidCallError("pass config= or emulator=, not both")
     if keep_alive is not None and not socket:
-        raise TypeError("keep_alive= needs socket=True (there is no connection in-process)")
+        raise InvalidCallError("keep_alive= needs socket=True (there is no connection in-process)")
     if emulator is None:
         emulator = create_app(config or EmulatorConfig(time_scale=TEST_TIME_SCALE))
     account = emulator.config.accounts[0]

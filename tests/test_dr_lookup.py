@@ -18,7 +18,7 @@ from gms_docs import Block, block, of_kind
 
 import hyber_async as hy
 from hyber_async import converter
-from hyber_async.emulator._server import running_server
+from hyber_async.emulator import running_server
 from hyber_async.testing import emulated_client
 
 pytestmark = pytest.mark.anyio

@@ -15,8 +15,7 @@ import pytest
 from conftest import FIXTURES
 
 import hyber_async as hy
-from hyber_async.emulator import ChannelOutcomes, EmulatorConfig, create_app
-from hyber_async.emulator._server import running_server
+from hyber_async.emulator import ChannelOutcomes, EmulatorConfig, create_app, running_server
 from hyber_async.testing import EmulatedClient, emulated_client
 
 pytestmark = pytest.mark.anyio

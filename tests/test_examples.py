@@ -20,8 +20,7 @@ import httpx
 import orjson
 import pytest
 
-from hyber_async.emulator import DEMO_ACCOUNT, Emulator, EmulatorConfig, create_app
-from hyber_async.emulator._server import running_server
+from hyber_async.emulator import DEMO_ACCOUNT, Emulator, EmulatorConfig, create_app, running_server
 from hyber_async.testing import serving_emulator
 
 EXAMPLES = Path(__file__).parent.parent / "examples"

@@ -18,7 +18,8 @@ from gms_docs import of_kind as blocks_of_kind
 import hyber_async as hy
 from hyber_async import converter
 from hyber_async._errors import raise_for_answer
-from hyber_async._validation import Kind, check_message, check_request
+from hyber_async._models import Kind
+from hyber_async._validation import check_message, check_request
 from hyber_async.emulator import DEMO_ACCOUNT, Emulator, EmulatorConfig, create_app
 from hyber_async.testing import serving_emulator
 

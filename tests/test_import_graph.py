@@ -1,14 +1,23 @@
-"""The modules of ``hyber_async`` import each other without a cycle, even counting the imports
-made only for type checking (under ``TYPE_CHECKING``) or inside functions."""
+"""The import graph of ``hyber_async``, read from the source (every import, those made only for
+type checking (under ``TYPE_CHECKING``) or inside functions included): no cycle, and lower layers
+never import higher ones.
+
+Layers, lowest first: the core (``hyber_async`` and its top-level modules), ``emulator``,
+``testing``, ``loadtest``, ``cli``.
+"""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
+import pytest
+
 import hyber_async
 
 PACKAGE = Path(hyber_async.__file__).parent
+LAYERS = ["core", "emulator", "testing", "loadtest", "cli"]
+"""Lowest first: a module imports from its own layer or a lower one."""
 
 
 def modules() -> dict[str, tuple[Path, bool]]:
@@ -68,14 +77,47 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+GRAPH = import_graph()
+
+
+def layer(module: str) -> str:
+    """The layer of a module: the subpackage it is in, or ``core``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else "core"
+
+
 def test_the_graph_is_read() -> None:
-    """The graph sees the imports it must judge (the check itself is not vacuous)."""
-    graph = import_graph()
-    assert "hyber_async._transport" in graph["hyber_async._client"]
-    assert "hyber_async._sender" in graph["hyber_async._reconcile"]
+    """The graph sees the imports it must judge (the checks themselves are not vacuous)."""
+    assert "hyber_async._transport" in GRAPH["hyber_async._client"]
+    assert "hyber_async._sender" in GRAPH["hyber_async._reconcile"]
+    assert "hyber_async.emulator" in GRAPH["hyber_async.testing"]
+    assert "hyber_async.cli._sources" in GRAPH["hyber_async.cli._send"]
+    assert {layer(m) for m in GRAPH} == set(LAYERS)
     assert cycles({"a": {"b"}, "b": {"a"}}) == [["a", "b", "a"]]
 
 
 def test_no_import_cycle() -> None:
     """No module imports, even for type checking only, one that imports it back."""
-    assert cycles(import_graph()) == []
+    assert cycles(GRAPH) == []
+
+
+@pytest.mark.parametrize("module", sorted(GRAPH))
+def test_no_module_imports_a_higher_layer(module: str) -> None:
+    """core < emulator < testing < loadtest < cli."""
+    rank = LAYERS.index(layer(module))
+    higher = sorted(t for t in GRAPH[module] if LAYERS.index(layer(t)) > rank)
+    assert higher == []
+
+
+@pytest.mark.parametrize(
+    ("module", "allowed"),
+    [
+        ("hyber_async._errors", set()),
+        ("hyber_async._models", {"hyber_async._errors"}),
+        ("hyber_async._validation", {"hyber_async._errors", "hyber_async._models"}),
+    ],
+)
+def test_the_domain_modules_sit_at_the_bottom_of_the_core(module: str, allowed: set[str]) -> None:
+    """The errors, then the models (``Kind`` included), then the rule set: each imports only
+    those below it."""
+    assert GRAPH[module] <= allowed

@@ -20,7 +20,8 @@ import pytest
 from gms_docs import block
 
 import hyber_async as hy
-from hyber_async._validation import Kind, check_envelope, check_request
+from hyber_async._models import Kind
+from hyber_async._validation import check_envelope, check_request
 from hyber_async.emulator import DEMO_ACCOUNT, ChannelOutcomes, EmulatorConfig, create_app
 from hyber_async.testing import emulated_client, serving_emulator
 

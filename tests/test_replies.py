@@ -14,8 +14,7 @@ from gms_docs import Block, block, of_kind
 
 import hyber_async as hy
 from hyber_async import ReportParseError, UserReply, converter, parse_user_replies
-from hyber_async.emulator import create_app
-from hyber_async.emulator._server import running_server
+from hyber_async.emulator import create_app, running_server
 from hyber_async.testing import emulated_client
 
 SECRET = "r3pl13s-0123456789abcdef"

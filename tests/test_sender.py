@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 import hyber_async as hy
-from hyber_async.emulator._server import running_server
+from hyber_async.emulator import running_server
 from hyber_async.testing import emulated_client
 
 pytestmark = pytest.mark.anyio

@@ -8,14 +8,14 @@ import pytest
 
 import hyber_async as hy
 from hyber_async._codec import Envelope
-from hyber_async._sources import (
+from hyber_async._models import Kind
+from hyber_async.cli._sources import (
     ItemStream,
     RecordReader,
     SourceError,
     checked_rows,
     load_campaign,
 )
-from hyber_async._validation import Kind
 
 SMS_BATCH = Envelope(
     hy.Campaign(channels=("sms",), channel_options=hy.ChannelOptions(sms=hy.SmsOptions("G", 300))),

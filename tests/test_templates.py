@@ -14,7 +14,6 @@ import pytest
 import hyber_async as hy
 from hyber_async import _sender
 from hyber_async._codec import converter
-from hyber_async._sources import SourceError, load_campaign
 from hyber_async._validation import (
     Kind,
     _all_valid,
@@ -25,6 +24,7 @@ from hyber_async._validation import (
     placeholders_in,
     render,
 )
+from hyber_async.cli._sources import SourceError, load_campaign
 from hyber_async.testing import emulated_client
 
 # --- Viber video (chapter 3) ------------------------------------------------------------------

@@ -12,7 +12,8 @@ import respx
 from _support import ENDPOINT, JOB, MESSAGES, RECIPIENTS, batch_campaign, make_client
 
 import hyber_async as hy
-from hyber_async._validation import Kind, check_envelope, check_request
+from hyber_async._models import Kind
+from hyber_async._validation import check_envelope, check_request
 
 pytestmark = pytest.mark.anyio
 

@@ -4,7 +4,8 @@ Each subcommand lives in its own module with an ``add(commands)`` function that 
 arguments and sets the function that runs it (``args.run(args) -> int``); ``main`` only
 dispatches. Subcommands:
 
-- ``emulator``: serve a local Hyber emulator on a socket (needs the ``emulator`` extra).
+- ``emulator``: serve a local Hyber emulator on a socket (needs the ``emulator`` extra);
+  declared by the emulator package (``hyber_async.emulator.add_command``).
 - ``send``: send a campaign to the recipients of a CSV or JSON Lines file.
 - ``status``, ``wait``: the counts of jobs' messages, once or until final.
 - ``loadtest``: load-test a server or the emulator (needs the ``loadtest`` extra).
@@ -16,7 +17,8 @@ import argparse
 from collections.abc import Sequence
 
 from .. import __version__
-from . import _demo, _emulator, _loadtest, _send, _status
+from ..emulator import add_command as add_emulator_command
+from . import _demo, _loadtest, _send, _status
 
 __all__ = ["main"]
 
@@ -28,8 +30,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="command", required=True)
-    for module in (_demo, _emulator, _send, _status, _loadtest):
-        module.add(commands)
+    _demo.add(commands)
+    add_emulator_command(commands)
+    _send.add(commands)
+    _status.add(commands)
+    _loadtest.add(commands)
     args = parser.parse_args(argv)
     result: int = args.run(args)
     return result

@@ -29,6 +29,7 @@ from .._errors import (
     NotSentError,
     OutcomeUnknownError,
     PermissionDeniedError,
+    UsageError,
     ValidationError,
 )
 
@@ -83,10 +84,6 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         if default in (None, False, argparse.SUPPRESS) or "default" in text:
             return text
         return f"{text} (default: %(default)s)"
-
-
-class UsageError(Exception):
-    """A command-line setting that cannot work; reported on one line with exit code 2."""
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:

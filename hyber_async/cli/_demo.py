@@ -35,8 +35,7 @@ from .._models import (
 from .._poller import CampaignSummary
 from .._reports import DeliveryReportReceiver
 from .._send_report import Progress, SendReport
-from ..emulator import DEMO_ACCOUNT
-from ..emulator._server import running_server
+from ..emulator import DEMO_ACCOUNT, running_server
 from ._console import Console
 
 __all__ = ["add"]

@@ -16,7 +16,10 @@ from typing import Any, Final
 import attrs
 import orjson
 
+from .._codec import Envelope
 from .._config import SITE_URL
+from .._errors import InvalidValueError, SourceError
+from .._models import Kind
 from ..emulator import DEMO_ACCOUNT, parse_latency
 from ._common import (
     EXIT_BAD_INPUT,
@@ -27,6 +30,7 @@ from ._common import (
     HelpFormatter,
     error,
 )
+from ._sources import ItemStream, RecordReader
 
 __all__ = ["add"]
 
@@ -212,7 +216,7 @@ def _latency(text: str) -> str:
 def _load(path: Path) -> dict[str, Any]:
     data = orjson.loads(path.read_bytes())
     if not isinstance(data, dict) or "latency_ms" not in data:
-        raise ValueError(f"{path}: not a loadtest result")
+        raise InvalidValueError(f"{path}: not a loadtest result")
     return data
 
 
@@ -256,7 +260,7 @@ class _Live:
         self.live.update(table, refresh=True)
 
 
-def _run_loadtest(args: argparse.Namespace) -> int:
+def _run_loadtest(args: argparse.Namespace) -> int:  # noqa: C901 -- checks every flag, then picks the target
     try:
         from .. import loadtest as lt
     except ImportError as exc:
@@ -281,12 +285,14 @@ def _run_loadtest(args: argparse.Namespace) -> int:
         )
         if args.recipients is not None:
             workload = attrs.evolve(
-                workload, recipients=lt.load_recipients(args.recipients, workload)
+                workload, recipients=_load_recipients(args.recipients, workload)
             )
         if args.workers < 1:
-            raise ValueError(f"--workers must be >= 1, got {args.workers}")
+            raise InvalidValueError(f"--workers must be >= 1, got {args.workers}")
         if args.follow and args.sync:
-            raise ValueError("--follow follows jobs: use it with the async endpoints, not --sync")
+            raise InvalidValueError(
+                "--follow follows jobs: use it with the async endpoints, not --sync"
+            )
     except ValueError as exc:
         error("loadtest", exc)
         return EXIT_BAD_INPUT
@@ -359,3 +365,22 @@ def _measure(
         error("loadtest", "no request reached the target")
         return EXIT_SERVER
     return EXIT_PARTIAL if missed else EXIT_OK
+
+
+def _load_recipients(path: str, workload: Any) -> tuple[dict[str, Any], ...]:
+    """Every recipient (or batch message) of a CSV or JSON Lines file, as ``hyber-async send``
+    reads it, checked against ``workload``'s campaign; ``ValueError`` naming the file, line and
+    field of the first bad row. A load test cycles through them, so they are held in memory."""
+    kind = Kind.BROADCAST if workload.kind == "broadcast" else Kind.BATCH
+    rules = Envelope(workload.campaign(), kind).rules
+    try:
+        with RecordReader(path, kind) as reader:
+            stream = ItemStream(reader, rules)
+            items = tuple(stream)
+    except SourceError as exc:
+        raise InvalidValueError(str(exc)) from None
+    if stream.error is not None:
+        raise InvalidValueError(str(stream.error))
+    if not items:
+        raise InvalidValueError(f"{path}: no recipients")
+    return items

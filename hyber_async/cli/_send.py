@@ -49,19 +49,10 @@ import orjson
 from .._client import HyberClient
 from .._codec import Envelope, Wire
 from .._errors import HyberError
+from .._models import Kind
 from .._send_report import Outcome, Progress, SendReport
 from .._sender import DEFAULT_CONCURRENCY, paced_chunk_size
-from .._sources import (
-    FORMATS,
-    ItemStream,
-    RecordReader,
-    SourceError,
-    check_columns,
-    checked_rows,
-    load_campaign,
-    phone_parser,
-)
-from .._validation import MAX_ITEMS, ItemRules, Kind
+from .._validation import MAX_ITEMS, ItemRules
 from ..journal import JournalMismatchError, SqliteJournal
 from ._common import (
     EXIT_BAD_INPUT,
@@ -77,6 +68,16 @@ from ._common import (
     make_client,
 )
 from ._console import Bar, Console
+from ._sources import (
+    FORMATS,
+    ItemStream,
+    RecordReader,
+    SourceError,
+    check_columns,
+    checked_rows,
+    load_campaign,
+    phone_parser,
+)
 
 __all__ = ["add"]
 
@@ -425,7 +426,7 @@ def _next_steps(summary: dict[str, Any]) -> list[str]:
 # --- running --------------------------------------------------------------------------------
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace) -> int:  # noqa: C901, PLR0912 -- checks every flag, reports all
     kind = Kind(args.kind)
     problems: list[str] = []
     if not 1 <= args.chunk_size <= MAX_ITEMS:
@@ -714,7 +715,7 @@ def _refusal(
     )
 
 
-def _send(
+def _send(  # noqa: C901, PLR0912 -- the send and each way it can end, in the order they happen
     args: argparse.Namespace,
     kind: Kind,
     envelope: Envelope,

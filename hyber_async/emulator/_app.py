@@ -42,9 +42,9 @@ import orjson
 from anyio.abc import TaskStatus
 
 from .._codec import parse_start_time
-from .._errors import Problem
-from .._models import ErrorCode
-from .._validation import MAX_ITEMS, MESSAGE_KEYS, Kind, check_message, check_request, item_rules
+from .._errors import InvalidValueError, Problem
+from .._models import ErrorCode, Kind
+from .._validation import MAX_ITEMS, MESSAGE_KEYS, check_message, check_request, item_rules
 from ._callbacks import Callbacks
 from ._cascade import Cascade
 from ._clock import Clock
@@ -227,7 +227,7 @@ class Emulator:
         """Hold every API answer, of the requests in flight and of those arriving meanwhile,
         until ``seconds`` from now (a server pause)."""
         if type(seconds) not in (int, float) or not 0 <= seconds < float("inf"):
-            raise ValueError(f"stall seconds must be a number >= 0, got {seconds!r}")
+            raise InvalidValueError(f"stall seconds must be a number >= 0, got {seconds!r}")
         self._stalled_until = max(self._stalled_until, time.monotonic() + seconds)
 
     # --- Python views --------------------------------------------------------------------
@@ -287,10 +287,14 @@ class Emulator:
         job, index = found
         channel = next((c for c in job.channels if c in ("viber", "whatsapp")), None)
         if channel is None:
-            raise ValueError(f"replies come from Viber or WhatsApp, not {list(job.channels)}")
+            raise InvalidValueError(
+                f"replies come from Viber or WhatsApp, not {list(job.channels)}"
+            )
         unknown = sorted(k for k, v in content.items() if k not in REPLY_CONTENT)
         if unknown or not all(type(v) is str for v in content.values()):
-            raise ValueError(f"reply content: string fields of {REPLY_CONTENT} only ({unknown})")
+            raise InvalidValueError(
+                f"reply content: string fields of {REPLY_CONTENT} only ({unknown})"
+            )
         now = self.clock.now()
         phone = str(job.phones[index])
         reply: dict[str, Any]
@@ -587,7 +591,7 @@ class Emulator:
 
     # --- admin ---------------------------------------------------------------------------
 
-    def _admin(self, scope: Scope, body: bytes | None) -> _Answer:
+    def _admin(self, scope: Scope, body: bytes | None) -> _Answer:  # noqa: C901, PLR0912 -- a flat route table
         route = scope["path"].strip("/").split("/")[1:]
         method = scope["method"]
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))

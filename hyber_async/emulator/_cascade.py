@@ -38,6 +38,7 @@ from typing import Final
 
 import attrs
 
+from .._errors import InvalidValueError
 from ._config import ChannelOutcomes
 
 __all__ = ["FINAL_CODES", "Cascade", "FinalCode", "Result"]
@@ -120,7 +121,7 @@ class Cascade:
     def draw(self, rng: random.Random, count: int) -> bytes:
         """The path index of each of ``count`` messages."""
         if self._cum_weights[-1] <= 0:
-            raise ValueError("every channel outcome has probability 0")
+            raise InvalidValueError("every channel outcome has probability 0")
         return bytes(rng.choices(self._indices, cum_weights=self._cum_weights, k=count))
 
     def offsets(self, ttls: Mapping[str, float]) -> tuple[float, ...]:

@@ -6,6 +6,8 @@ import threading
 import time
 from typing import Final
 
+from .._errors import InvalidValueError
+
 __all__ = ["LATEST", "Clock"]
 
 LATEST: Final = 253_402_300_799
@@ -45,7 +47,7 @@ class Clock:
         with self._lock:
             # also refuses NaN, the infinities and integers beyond any float
             if not 0 <= seconds <= LATEST - self.now():
-                raise ValueError(
+                raise InvalidValueError(
                     f"the clock moves only forward and never past 9999-12-31 ({LATEST}): "
                     f"cannot advance it by {seconds!r} seconds"
                 )

@@ -9,6 +9,7 @@ from typing import Any, Final
 
 import attrs
 
+from .._errors import InvalidValueError
 from .._models import Channel
 from ._faults import Faults
 from ._load import Latency
@@ -33,12 +34,12 @@ DEMO_ACCOUNT: Final = Account(client_id="1234", login="user", password="secret")
 
 def _probability(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name} must be a probability in [0, 1], got {value!r}")
+        raise InvalidValueError(f"{attribute.name} must be a probability in [0, 1], got {value!r}")
 
 
 def _non_negative(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if not value >= 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+        raise InvalidValueError(f"{attribute.name} must be >= 0, got {value!r}")
 
 
 @attrs.frozen
@@ -58,7 +59,7 @@ class ChannelOutcomes:
 
     def __attrs_post_init__(self) -> None:
         if self.deliver + self.fail > 1.0 + 1e-9:
-            raise ValueError("deliver + fail must not exceed 1 (the rest expires)")
+            raise InvalidValueError("deliver + fail must not exceed 1 (the rest expires)")
 
     @property
     def expire(self) -> float:
@@ -70,20 +71,20 @@ def _outcomes(value: Mapping[str, ChannelOutcomes]) -> Mapping[str, ChannelOutco
     merged = {name: ChannelOutcomes() for name in CHANNELS}
     for name, outcomes in value.items():
         if name not in merged:
-            raise ValueError(f"unknown channel {name!r} (known: {', '.join(CHANNELS)})")
+            raise InvalidValueError(f"unknown channel {name!r} (known: {', '.join(CHANNELS)})")
         merged[name] = outcomes
     return MappingProxyType(merged)
 
 
 def _positive(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if not value > 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+        raise InvalidValueError(f"{attribute.name} must be > 0, got {value!r}")
 
 
 def _accounts(value: tuple[Account, ...]) -> tuple[Account, ...]:
     accounts = tuple(value)
     if not accounts:
-        raise ValueError("an emulator needs at least one account")
+        raise InvalidValueError("an emulator needs at least one account")
     return accounts
 
 
@@ -133,4 +134,4 @@ class EmulatorConfig:
 
     def __attrs_post_init__(self) -> None:
         if math.isinf(self.time_scale):
-            raise ValueError("time_scale must be finite")
+            raise InvalidValueError("time_scale must be finite")

@@ -21,37 +21,39 @@ from typing import Any
 
 import attrs
 
+from .._errors import InvalidValueError
+
 __all__ = ["Fault", "Faults"]
 
 
 def _non_negative(_: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
     if value is not None and not value >= 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+        raise InvalidValueError(f"{attribute.name} must be >= 0, got {value!r}")
 
 
 def _count(_: object, attribute: attrs.Attribute[Any], value: int) -> None:
     if type(value) is not int or value < 0:
-        raise ValueError(f"{attribute.name} must be an integer >= 0, got {value!r}")
+        raise InvalidValueError(f"{attribute.name} must be an integer >= 0, got {value!r}")
 
 
 def _number(_: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
     if value is not None and (type(value) not in (int, float)):
-        raise ValueError(f"{attribute.name} must be a number, got {value!r}")
+        raise InvalidValueError(f"{attribute.name} must be a number, got {value!r}")
 
 
 def _rate(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if type(value) not in (int, float) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name} must be a probability in [0, 1], got {value!r}")
+        raise InvalidValueError(f"{attribute.name} must be a probability in [0, 1], got {value!r}")
 
 
 def _server_status(_: object, attribute: attrs.Attribute[Any], value: int) -> None:
     if type(value) is not int or not 500 <= value <= 599:
-        raise ValueError(f"{attribute.name} must be a 5xx status code, got {value!r}")
+        raise InvalidValueError(f"{attribute.name} must be a 5xx status code, got {value!r}")
 
 
 def _flag(_: object, attribute: attrs.Attribute[Any], value: bool) -> None:
     if not isinstance(value, bool):
-        raise ValueError(f"{attribute.name} must be true or false, got {value!r}")
+        raise InvalidValueError(f"{attribute.name} must be true or false, got {value!r}")
 
 
 _seconds = [_number, _non_negative]
@@ -126,7 +128,9 @@ class Faults:
         known = {a.name for a in attrs.fields(Faults) if a.init}
         unknown = sorted(set(changes) - known)
         if unknown:
-            raise ValueError(f"unknown fault setting {unknown[0]!r} (known: {sorted(known)})")
+            raise InvalidValueError(
+                f"unknown fault setting {unknown[0]!r} (known: {sorted(known)})"
+            )
         merged = {**self.as_dict(), **changes}
         checked = Faults(**merged)
         with self._lock:

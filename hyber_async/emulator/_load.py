@@ -23,6 +23,8 @@ from typing import Any, Final, Literal
 
 import attrs
 
+from .._errors import InvalidValueError
+
 __all__ = ["AnswerStats", "Latency", "parse_latency"]
 
 _DURATION: Final = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(us|ms|s)?\s*$")
@@ -31,7 +33,7 @@ _UNITS: Final = {"us": 1e-6, "ms": 1e-3, "s": 1.0, None: 1e-3}
 
 def _seconds(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if type(value) not in (int, float) or not (value >= 0 and math.isfinite(value)):
-        raise ValueError(f"{attribute.name} must be a number of seconds >= 0, got {value!r}")
+        raise InvalidValueError(f"{attribute.name} must be a number of seconds >= 0, got {value!r}")
 
 
 @attrs.frozen
@@ -50,11 +52,15 @@ class Latency:
 
     def __attrs_post_init__(self) -> None:
         if self.kind not in ("fixed", "uniform", "lognormal"):
-            raise ValueError(f"latency kind must be fixed, uniform or lognormal: {self.kind!r}")
+            raise InvalidValueError(
+                f"latency kind must be fixed, uniform or lognormal: {self.kind!r}"
+            )
         if self.kind != "fixed" and self.b < self.a:
-            raise ValueError(f"{self.kind} latency needs a <= b, got {self.a!r} > {self.b!r}")
+            raise InvalidValueError(
+                f"{self.kind} latency needs a <= b, got {self.a!r} > {self.b!r}"
+            )
         if self.kind == "lognormal" and self.a <= 0:
-            raise ValueError("lognormal latency needs a median > 0")
+            raise InvalidValueError("lognormal latency needs a median > 0")
 
     def draw(self, rng: random.Random) -> float:
         """One latency in seconds."""
@@ -69,7 +75,7 @@ class Latency:
 def _duration(text: str) -> float:
     match = _DURATION.match(text)
     if match is None:
-        raise ValueError(f"not a duration: {text!r} (e.g. 50ms, 0.2s, 500us)")
+        raise InvalidValueError(f"not a duration: {text!r} (e.g. 50ms, 0.2s, 500us)")
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
@@ -80,7 +86,9 @@ def parse_latency(text: str) -> Latency:
     values = [_duration(part) for part in rest.split(":")] if rest else []
     expected = 1 if kind == "fixed" else 2
     if kind not in ("fixed", "uniform", "lognormal") or len(values) != expected:
-        raise ValueError(f"latency {text!r}: use fixed:MS, uniform:MIN:MAX or lognormal:MEDIAN:P99")
+        raise InvalidValueError(
+            f"latency {text!r}: use fixed:MS, uniform:MIN:MAX or lognormal:MEDIAN:P99"
+        )
     return Latency(kind, values[0], values[-1])  # type: ignore[arg-type]
 
 

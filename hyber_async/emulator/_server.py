@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any, Final
 
+from .._errors import InvalidValueError
 from ._app import Emulator, Resetter
 
 __all__ = ["listening_socket", "running_server", "serve", "url_of"]
@@ -77,7 +78,7 @@ def _keep_alive_option(keep_alive: float | None) -> dict[str, Any]:
     if keep_alive is None:
         return {}
     if type(keep_alive) not in (int, float) or not keep_alive > 0:
-        raise ValueError(f"keep_alive must be a number of seconds > 0, got {keep_alive!r}")
+        raise InvalidValueError(f"keep_alive must be a number of seconds > 0, got {keep_alive!r}")
     return {"timeout_keep_alive": keep_alive}
 
 

@@ -16,7 +16,8 @@ from array import array
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from .._validation import GSM7_EXTENSION, Kind, is_gsm7, render
+from .._models import Kind
+from .._validation import GSM7_EXTENSION, is_gsm7, render
 from ._cascade import Cascade
 
 __all__ = ["Job", "Store", "StringColumn", "sms_parts"]

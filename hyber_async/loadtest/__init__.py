@@ -24,7 +24,7 @@ from ._recorder import Recorder, merge_results
 from ._report import compare, render_html, summary
 from ._runner import follow_jobs, loadtest_client, run_workload
 from ._thresholds import Threshold, check_thresholds, parse_threshold
-from ._workload import DEFAULT_NUMBERS, Workload, load_recipients
+from ._workload import DEFAULT_NUMBERS, Workload
 
 __all__ = [
     "DEFAULT_NUMBERS",
@@ -38,7 +38,6 @@ __all__ = [
     "emulator_process",
     "emulator_stats",
     "follow_jobs",
-    "load_recipients",
     "loadtest_client",
     "merge_results",
     "parse_threshold",

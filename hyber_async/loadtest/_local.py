@@ -17,6 +17,7 @@ import anyio
 import attrs
 import httpx
 
+from .._errors import InvalidValueError
 from ._recorder import Recorder, merge_results
 from ._runner import follow_jobs, loadtest_client, run_workload
 from ._workload import Workload
@@ -170,7 +171,7 @@ def run(
     is an emulator, its CPU use is measured and a warning added if it ran out of CPU.
     """
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers!r}")
+        raise InvalidValueError(f"workers must be >= 1, got {workers!r}")
     base_url = target.base_url
     before = emulator_stats(base_url) if base_url else None
     timer = _stall(base_url, stall[0], stall[1]) if stall and base_url else None

@@ -17,7 +17,7 @@ import attrs
 import httpx
 from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
-from .._errors import parse_retry_after
+from .._errors import InvalidValueError, parse_retry_after
 from .._send_report import Outcome
 
 __all__ = [
@@ -281,7 +281,7 @@ def merge_results(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     ``workers`` (without its per-second series)."""
     results = list(results)
     if not results:
-        raise ValueError("nothing to merge")
+        raise InvalidValueError("nothing to merge")
     merged = Recorder()
     for result in results:
         merged.merge(Recorder.from_json(result))

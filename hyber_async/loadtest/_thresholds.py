@@ -19,6 +19,8 @@ from typing import Any, Final
 
 import attrs
 
+from .._errors import InvalidValueError
+
 __all__ = ["Threshold", "check_thresholds", "parse_threshold"]
 
 _SYNTAX: Final = re.compile(
@@ -80,23 +82,25 @@ def parse_threshold(text: str) -> Threshold:
     """A ``Threshold`` from its text; ``ValueError`` saying what is wrong."""
     match = _SYNTAX.match(text)
     if match is None:
-        raise ValueError(f"threshold {text!r}: use METRIC<VALUE, e.g. p99<500ms, rejected<0.1%")
+        raise InvalidValueError(
+            f"threshold {text!r}: use METRIC<VALUE, e.g. p99<500ms, rejected<0.1%"
+        )
     metric, op, number, unit = match.groups()
     limit = float(number)
     if metric in _LATENCY:
         if unit == "%":
-            raise ValueError(f"threshold {text!r}: a latency takes us, ms or s, not %")
+            raise InvalidValueError(f"threshold {text!r}: a latency takes us, ms or s, not %")
         return Threshold(text, metric, op, limit * _TIME_UNITS[unit])
     if metric in _SHARES:
         if unit not in (None, "%"):
-            raise ValueError(f"threshold {text!r}: {metric} is a share: use % or a fraction")
+            raise InvalidValueError(f"threshold {text!r}: {metric} is a share: use % or a fraction")
         return Threshold(text, metric, op, limit / 100 if unit == "%" else limit)
     if metric == "rate":
         if unit not in (None, "%"):
-            raise ValueError(f"threshold {text!r}: rate is recipients/s or % of the target")
+            raise InvalidValueError(f"threshold {text!r}: rate is recipients/s or % of the target")
         return Threshold(text, metric, op, limit / 100 if unit == "%" else limit, unit == "%")
     known = ", ".join((*_LATENCY, *_SHARES, "rate"))
-    raise ValueError(f"threshold {text!r}: unknown metric {metric!r} (known: {known})")
+    raise InvalidValueError(f"threshold {text!r}: unknown metric {metric!r} (known: {known})")
 
 
 def check_thresholds(thresholds: list[Threshold], result: Mapping[str, Any]) -> list[str]:

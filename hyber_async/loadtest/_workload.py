@@ -8,12 +8,11 @@ from typing import Any, Final, Literal
 
 import attrs
 
-from .._codec import Envelope
+from .._errors import InvalidValueError
 from .._models import Campaign, Channel, ChannelOptions, SmsOptions
-from .._sources import ItemStream, RecordReader, SourceError
-from .._validation import MAX_ITEMS, PHONE_MAX, PHONE_MIN, Kind
+from .._validation import MAX_ITEMS, PHONE_MAX, PHONE_MIN
 
-__all__ = ["DEFAULT_NUMBERS", "Workload", "load_recipients"]
+__all__ = ["DEFAULT_NUMBERS", "Workload"]
 
 DEFAULT_NUMBERS: Final = (380_990_000_000, 380_999_999_999)
 """The synthetic recipients' phone numbers (inclusive): a made-up test range, cycled."""
@@ -22,7 +21,7 @@ _TEXT: Final = "hyber-async load test"
 
 def _positive(_: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
     if value is not None and not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{attribute.name} must be a finite number > 0, got {value!r}")
+        raise InvalidValueError(f"{attribute.name} must be a finite number > 0, got {value!r}")
 
 
 @attrs.frozen
@@ -42,7 +41,7 @@ class Workload:
     finishes, and its latency counts from its intended start (coordinated omission). ``kind``
     is ``"broadcast"`` or ``"batch"``; ``sync`` uses the ``/sync`` endpoints. Recipients are
     synthetic numbers from ``numbers`` (inclusive), or the wire items of ``recipients`` (see
-    ``load_recipients``), cycled, starting at ``offset`` into them.
+    ``hyber-async loadtest --recipients FILE``), cycled, starting at ``offset`` into them.
     ``phase`` (0 to 1) shifts the schedule by that share of one request's interval, so that
     workers sharing a rate interleave.
     """
@@ -65,20 +64,24 @@ class Workload:
         if self.max_in_flight is not None:
             given.append("max_in_flight")
         if len(given) != 1:
-            raise ValueError("give exactly one of rate, ramp and max_in_flight (--max)")
+            raise InvalidValueError("give exactly one of rate, ramp and max_in_flight (--max)")
         if self.ramp is not None:
             start, end = self.ramp
             if not (start >= 0 and end >= 0 and start + end > 0 and math.isfinite(start + end)):
-                raise ValueError(f"ramp must go between rates >= 0, not both 0, got {self.ramp}")
+                raise InvalidValueError(
+                    f"ramp must go between rates >= 0, not both 0, got {self.ramp}"
+                )
         if type(self.chunk_size) is not int or not 1 <= self.chunk_size <= MAX_ITEMS:
-            raise ValueError(f"chunk_size must be 1 to {MAX_ITEMS}, got {self.chunk_size!r}")
+            raise InvalidValueError(f"chunk_size must be 1 to {MAX_ITEMS}, got {self.chunk_size!r}")
         if self.kind not in ("broadcast", "batch"):
-            raise ValueError(f"kind must be broadcast or batch, got {self.kind!r}")
+            raise InvalidValueError(f"kind must be broadcast or batch, got {self.kind!r}")
         low, high = self.numbers
         if not PHONE_MIN <= low <= high <= PHONE_MAX:
-            raise ValueError(f"numbers must be a range of 7 to 15 digit numbers: {self.numbers}")
+            raise InvalidValueError(
+                f"numbers must be a range of 7 to 15 digit numbers: {self.numbers}"
+            )
         if not 0 <= self.phase < 1:
-            raise ValueError(f"phase must be in [0, 1), got {self.phase!r}")
+            raise InvalidValueError(f"phase must be in [0, 1), got {self.phase!r}")
 
     @property
     def open_loop(self) -> bool:
@@ -150,22 +153,3 @@ class Workload:
             {"phone_number": low + (start + i) % span, "text": _TEXT}
             for i in range(self.chunk_size)
         ]
-
-
-def load_recipients(path: str, workload: Workload) -> tuple[dict[str, Any], ...]:
-    """Every recipient (or batch message) of a CSV or JSON Lines file, as ``hyber-async send``
-    reads it, checked against ``workload``'s campaign; ``ValueError`` naming the file, line and
-    field of the first bad row. A load test cycles through them, so they are held in memory."""
-    kind = Kind.BROADCAST if workload.kind == "broadcast" else Kind.BATCH
-    rules = Envelope(workload.campaign(), kind).rules
-    try:
-        with RecordReader(path, kind) as reader:
-            stream = ItemStream(reader, rules)
-            items = tuple(stream)
-    except SourceError as exc:
-        raise ValueError(str(exc)) from None
-    if stream.error is not None:
-        raise ValueError(str(stream.error))
-    if not items:
-        raise ValueError(f"{path}: no recipients")
-    return items

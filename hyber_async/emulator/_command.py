@@ -1,4 +1,9 @@
-"""``hyber-async emulator``: serve a local Hyber emulator on a socket."""
+"""The emulator's command line: serve a local Hyber emulator on a socket.
+
+``python -m hyber_async.emulator`` runs ``main``; the ``hyber-async`` command declares the same
+options as its ``emulator`` subcommand with ``add_command``, so the emulator never imports
+the command line.
+"""
 
 from __future__ import annotations
 
@@ -7,36 +12,55 @@ import math
 import secrets
 import shlex
 import sys
+from collections.abc import Sequence
 from typing import Any
 
-from ..emulator import (
-    DEMO_ACCOUNT,
-    Account,
-    EmulatorConfig,
-    Latency,
-    create_app,
-    parse_latency,
-    serve,
-)
-from ._common import HelpFormatter
+from ._app import create_app
+from ._config import DEMO_ACCOUNT, Account, EmulatorConfig
+from ._load import Latency, parse_latency
+from ._server import serve
 
-__all__ = ["add"]
+__all__ = ["add_command", "main"]
+
+_DESCRIPTION = "Serve a faithful local Hyber JSON V2 server (python -m hyber_async.emulator)."
 
 
-def add(commands: Any) -> None:
-    """Declare ``hyber-async emulator``."""
-
+def add_command(commands: Any) -> None:
+    """Declare the ``emulator`` subcommand on ``commands`` (what ``add_subparsers`` returns);
+    the parsed arguments' ``run(args)`` serves it."""
     parser = commands.add_parser(
-        "emulator",
-        help="serve a local Hyber emulator",
-        description="Serve a faithful local Hyber JSON V2 server (python -m hyber_async.emulator).",
-        formatter_class=HelpFormatter,
+        "emulator", help="serve a local Hyber emulator", description=_DESCRIPTION
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
-    parser.add_argument("--client-id", default=DEMO_ACCOUNT.client_id, help="the account id")
-    parser.add_argument("--login", default=DEMO_ACCOUNT.login, help="the account's login")
-    parser.add_argument("--password", default=DEMO_ACCOUNT.password, help="its password")
+    _add_arguments(parser)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m hyber_async.emulator``: serve an emulator as ``argv`` (default: the process
+    arguments) says; the exit status."""
+    parser = argparse.ArgumentParser(prog="hyber-async emulator", description=_DESCRIPTION)
+    _add_arguments(parser)
+    args = parser.parse_args(argv)
+    result: int = args.run(args)
+    return result
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    # each help says its default itself: both parsers print the same help
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8080, help="port (0 picks a free one) (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--client-id", default=DEMO_ACCOUNT.client_id, help="the account id (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--login", default=DEMO_ACCOUNT.login, help="the account's login (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--password", default=DEMO_ACCOUNT.password, help="its password (default: %(default)s)"
+    )
     parser.add_argument(
         "--seed",
         type=int,
@@ -47,16 +71,20 @@ def add(commands: Any) -> None:
         "--time-scale",
         type=float,
         default=1.0,
-        help="emulated seconds per real second (1000 makes a 60 s ttl pass in 60 ms)",
+        help="emulated seconds per real second (1000 makes a 60 s ttl pass in 60 ms) "
+        "(default: %(default)s)",
     )
     parser.add_argument(
-        "--callback-batch-size", type=int, default=100, help="delivery reports per callback"
+        "--callback-batch-size",
+        type=int,
+        default=100,
+        help="delivery reports per callback (default: %(default)s)",
     )
     parser.add_argument(
         "--callback-period",
         type=float,
         default=1.0,
-        help="seconds a delivery report waits for its batch to fill",
+        help="seconds a delivery report waits for its batch to fill (default: %(default)s)",
     )
     parser.add_argument(
         "--keep-alive",
@@ -71,16 +99,18 @@ def add(commands: Any) -> None:
         default=None,
         metavar="DIST",
         help="latency of every API answer: fixed:MS, uniform:MIN:MAX or lognormal:MEDIAN:P99 "
-        "(e.g. fixed:20ms, lognormal:10ms:200ms)",
+        "(e.g. fixed:20ms, lognormal:10ms:200ms; default: none)",
     )
     parser.add_argument(
         "--capacity",
         type=int,
         default=None,
         metavar="N",
-        help="API requests in flight beyond N are answered 503 with Retry-After",
+        help="API requests in flight beyond N are answered 503 with Retry-After (default: none)",
     )
-    parser.add_argument("--log-level", default="info", help="uvicorn log level")
+    parser.add_argument(
+        "--log-level", default="info", help="uvicorn log level (default: %(default)s)"
+    )
     parser.set_defaults(run=_run_emulator)
 
 

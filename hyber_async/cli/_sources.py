@@ -41,10 +41,10 @@ from typing import Any, BinaryIO, Final
 import attrs
 import orjson
 
-from ._codec import Wire, converter, unknown_campaign_key
-from ._errors import HyberError, Problem
-from ._models import Campaign, Message
-from ._validation import ItemRules, Kind, check_envelope, check_items, placeholders_in
+from .._codec import Wire, converter, unknown_campaign_key
+from .._errors import HyberError, InvalidValueError, Problem, SourceError
+from .._models import Campaign, Kind, Message
+from .._validation import ItemRules, check_envelope, check_items, placeholders_in
 
 __all__ = [
     "FORMATS",
@@ -71,34 +71,6 @@ _CHECK_BLOCK: Final = 1024
 """Rows checked together by ``check_items`` (its fast path works on whole blocks)."""
 
 
-class SourceError(HyberError):
-    """A problem in an input file: ``path``, ``line`` (1-based, or ``None`` when the problem is
-    not on one line), ``field`` (a column, a JSON key or a campaign field path, or ``None``)
-    and a one-line ``message``. ``str()`` reads ``path:line: field: message``."""
-
-    def __init__(
-        self,
-        path: str,
-        message: str,
-        *,
-        line: int | None = None,
-        field: str | None = None,
-        item: Wire | None = None,
-    ) -> None:
-        self.path = path
-        self.line = line
-        self.field = field
-        self.message = message
-        self.item = item
-        """The row as read, when it could be read (to name its recipient in a result file)."""
-        where = path if line is None else f"{path}:{line}"
-        super().__init__(f"{where}: {message}" if field is None else f"{where}: {field}: {message}")
-
-    def as_dict(self) -> dict[str, Any]:
-        """The error as JSON-ready values."""
-        return {"path": self.path, "line": self.line, "field": self.field, "message": self.message}
-
-
 Row = tuple[int, "Wire | SourceError"]
 """A row of a file: its line number and its item, or what is wrong with it."""
 
@@ -123,9 +95,9 @@ def _phone(value: object) -> object:
         return value
     digits = value.strip().removeprefix("+")
     if not digits:
-        raise ValueError("is empty")
+        raise InvalidValueError("is empty")
     if not (digits.isascii() and digits.isdigit()):
-        raise ValueError(f"must be a phone number in digits, got {value!r}")
+        raise InvalidValueError(f"must be a phone number in digits, got {value!r}")
     return int(digits)
 
 
@@ -161,7 +133,7 @@ def phone_parser(region: str | None) -> Callable[[object], object]:
             return value
         text = value.strip()
         if not text:
-            raise ValueError("is empty")
+            raise InvalidValueError("is empty")
         try:
             try:
                 number = phonenumbers.parse(text, default)
@@ -171,10 +143,10 @@ def phone_parser(region: str | None) -> Callable[[object], object]:
                 number = phonenumbers.parse("+" + text)  # an international number without +
         except phonenumbers.NumberParseException as exc:
             reason = _PHONE_PARSE_ERRORS.get(exc.error_type, "is not a phone number")
-            raise ValueError(f"{reason}, got {value!r}") from None
+            raise InvalidValueError(f"{reason}, got {value!r}") from None
         if not phonenumbers.is_valid_number(number):
             code = number.country_code
-            raise ValueError(f"is not a valid number of country code +{code}, got {value!r}")
+            raise InvalidValueError(f"is not a valid number of country code +{code}, got {value!r}")
         return int(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:])
 
     return parse
