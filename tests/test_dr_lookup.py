@@ -13,7 +13,8 @@ import httpx
 import orjson
 import pytest
 import respx
-from _support import CLIENT_ID, make_client
+from _support import CLIENT_ID, make_client, rows
+from _support import SMS_BROADCAST as CAMPAIGN
 from gms_docs import Block, block, of_kind
 
 import hyber_async as hy
@@ -28,20 +29,6 @@ ADVANCED = of_kind("dr-advanced")
 DR_HOST = f"https://dr-v2-eu.hyber.im/{CLIENT_ID}"
 MESSAGE_ID = "9f60ac8f-e721-5027-b838-e6fcb95fcd7a"
 NOT_FOUND = {"error_code": 40401, "error_text": "No message with extra_id 'AD-1'"}
-CAMPAIGN = hy.Campaign(
-    channels=(hy.Channel.SMS,),
-    channel_options=hy.ChannelOptions(
-        sms=hy.SmsOptions(alpha_name="GMSU", ttl=300, text="Hi %name%")
-    ),
-)
-
-
-def rows(n: int, start: int = 0) -> list[dict[str, Any]]:
-    """``n`` broadcast rows with extra_ids ``r-{i}``."""
-    return [
-        {"phone_number": 380500000000 + i, "extra_id": f"r-{i}", "name": "Ann"}
-        for i in range(start, start + n)
-    ]
 
 
 # --- the documented shapes ------------------------------------------------------------------
@@ -269,7 +256,7 @@ async def test_reconcile_over_a_socket_resolves_unknown_chunks(scenario: str, re
         report = await env.client.stream_broadcast(CAMPAIGN, rows(10))
         assert report.unknown == 10
         if through:
-            await env.client.send_broadcast(CAMPAIGN, rows(through))
+            await env.client.send_broadcast(CAMPAIGN, list(rows(through)))
         await env.client.reconcile(report, resend=resend)
         lookup = await env.client.get_delivery_report(extra_id="r-0")
     assert isinstance(lookup, hy.SimpleDeliveryReport) == (found > 0 or resend)

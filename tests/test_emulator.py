@@ -25,12 +25,14 @@ from hyber_async.emulator import (
     create_app,
 )
 from hyber_async.emulator._state import sms_parts
-from hyber_async.testing import emulated_client
+from hyber_async.testing import EmulatedClient, emulated_client
 
 pytestmark = pytest.mark.anyio
 
 FROZEN = EmulatorConfig(time_scale=0)
 """The clock only moves when a test advances it: every status is deterministic."""
+
+
 BATCH_PATH = f"/{DEMO_ACCOUNT.client_id}/batch"
 AUTH = httpx.BasicAuth(DEMO_ACCOUNT.login, DEMO_ACCOUNT.password)
 JSON = {"content-type": "application/json"}
@@ -52,6 +54,13 @@ async def raw() -> AsyncIterator[tuple[httpx.AsyncClient, Emulator]]:
         yield http, emulator
 
 
+@pytest.fixture
+async def emulated() -> AsyncIterator[EmulatedClient]:
+    """Here, ``emulated_client(FROZEN)``: the emulator's clock does not move unless told to."""
+    async with emulated_client(FROZEN) as env:
+        yield env
+
+
 def messages(count: int, prefix: str = "m") -> list[hy.Message]:
     """``count`` batch messages with distinct phones and ``extra_id``s."""
     return [hy.Message(380_500_000_000 + i, f"Hello {i}", f"{prefix}-{i}") for i in range(count)]
@@ -71,33 +80,32 @@ COIN = ChannelOutcomes(deliver=0.5, fail=0.25)
 # --- jobs and status evolution ----------------------------------------------------------------
 
 
-async def test_async_batch_returns_a_job_whose_messages_are_not_final_at_first() -> None:
+async def test_async_batch_returns_a_job_whose_messages_are_not_final_at_first(
+    emulated: EmulatedClient,
+) -> None:
     """A new job's messages report status -1 and processed true until the clock moves."""
-    async with emulated_client(FROZEN) as emulated:
-        job = await emulated.client.send_batch(batch_campaign(), messages(3))
-        status = await emulated.client.get_status(job.job_id)
+    job = await emulated.client.send_batch(batch_campaign(), messages(3))
+    status = await emulated.client.get_status(job.job_id)
     assert [m.status for m in status.messages] == [hy.Status.NOT_FINAL] * 3
     assert all(m.processed for m in status.messages)
     assert not status.is_final
 
 
-async def test_status_becomes_final_once_the_cascade_ends() -> None:
+async def test_status_becomes_final_once_the_cascade_ends(emulated: EmulatedClient) -> None:
     """After the clock passes every ttl, each message has a documented final status."""
-    async with emulated_client(FROZEN) as emulated:
-        job = await emulated.client.send_batch(batch_campaign(), messages(50))
-        emulated.emulator.clock.advance(10_000)
-        status = await emulated.client.get_status(job.job_id)
+    job = await emulated.client.send_batch(batch_campaign(), messages(50))
+    emulated.emulator.clock.advance(10_000)
+    status = await emulated.client.get_status(job.job_id)
     assert status.is_final
     assert {m.processed for m in status.messages} == {False}
 
 
-async def test_message_ids_are_unique_and_map_back_to_their_job() -> None:
+async def test_message_ids_are_unique_and_map_back_to_their_job(emulated: EmulatedClient) -> None:
     """Every message gets its own message_id, and the emulator finds its job from it."""
-    async with emulated_client(FROZEN) as emulated:
-        job = await emulated.client.send_batch(batch_campaign(), messages(20))
-        status = await emulated.client.get_status(job.job_id)
-        ids = [m.message_id for m in status.messages]
-        found = [emulated.emulator.message(i) for i in ids if i is not None]
+    job = await emulated.client.send_batch(batch_campaign(), messages(20))
+    status = await emulated.client.get_status(job.job_id)
+    ids = [m.message_id for m in status.messages]
+    found = [emulated.emulator.message(i) for i in ids if i is not None]
     assert len(set(ids)) == 20
     assert {f["job_id"] for f in found if f is not None} == {job.job_id}
 
@@ -209,39 +217,36 @@ async def test_a_future_start_time_delays_the_cascade() -> None:
     assert done.is_final
 
 
-async def test_a_start_time_without_offset_is_kyiv_time() -> None:
+async def test_a_start_time_without_offset_is_kyiv_time(emulated: EmulatedClient) -> None:
     """'YYYY-MM-DD hh:mm:ss' without an offset is read as Kyiv local time."""
-    async with emulated_client(FROZEN) as emulated:
-        clock = emulated.emulator.clock
-        kyiv = datetime.fromtimestamp(clock.now(), ZoneInfo("Europe/Kyiv")) + timedelta(hours=2)
-        campaign = batch_campaign(start_time=kyiv.strftime("%Y-%m-%d %H:%M:%S"))
-        job = await emulated.client.send_batch(campaign, messages(1))
-        clock.advance(7190)
-        status = await emulated.client.get_status(job.job_id)
+    clock = emulated.emulator.clock
+    kyiv = datetime.fromtimestamp(clock.now(), ZoneInfo("Europe/Kyiv")) + timedelta(hours=2)
+    campaign = batch_campaign(start_time=kyiv.strftime("%Y-%m-%d %H:%M:%S"))
+    job = await emulated.client.send_batch(campaign, messages(1))
+    clock.advance(7190)
+    status = await emulated.client.get_status(job.job_id)
     assert status.messages[0].status_text == "Scheduled"
 
 
-async def test_a_start_time_in_the_past_starts_at_once() -> None:
+async def test_a_start_time_in_the_past_starts_at_once(emulated: EmulatedClient) -> None:
     """The examples' 2020 start_time does not delay anything."""
-    async with emulated_client(FROZEN) as emulated:
-        campaign = batch_campaign(start_time="2020-12-12 10:10:10+03:00")
-        job = await emulated.client.send_batch(campaign, messages(1))
-        status = await emulated.client.get_status(job.job_id)
+    campaign = batch_campaign(start_time="2020-12-12 10:10:10+03:00")
+    job = await emulated.client.send_batch(campaign, messages(1))
+    status = await emulated.client.get_status(job.job_id)
     assert status.messages[0].status_text == "In progress"
 
 
-async def test_clicks_are_reported_only_when_ctr_is_on() -> None:
+async def test_clicks_are_reported_only_when_ctr_is_on(emulated: EmulatedClient) -> None:
     """With ctr every status item carries clicks; without it none does."""
     ctr_campaign = hy.Campaign(
         channels=(hy.Channel.SMS,),
         channel_options=hy.ChannelOptions(sms=hy.SmsOptions(alpha_name="GMSU", ttl=300, ctr=True)),
     )
-    async with emulated_client(FROZEN) as emulated:
-        with_ctr = await emulated.client.send_batch(ctr_campaign, messages(3))
-        without = await emulated.client.send_batch(batch_campaign(), messages(3))
-        emulated.emulator.clock.advance(10_000)
-        on = await emulated.client.get_status(with_ctr.job_id)
-        off = await emulated.client.get_status(without.job_id)
+    with_ctr = await emulated.client.send_batch(ctr_campaign, messages(3))
+    without = await emulated.client.send_batch(batch_campaign(), messages(3))
+    emulated.emulator.clock.advance(10_000)
+    on = await emulated.client.get_status(with_ctr.job_id)
+    off = await emulated.client.get_status(without.job_id)
     assert all(m.clicks is not None for m in on.messages)
     assert all(m.clicks is None for m in off.messages)
 
@@ -265,13 +270,12 @@ def test_sms_parts_follow_the_documented_lengths(text: str, parts: int) -> None:
     assert sms_parts(text) == parts
 
 
-async def test_total_sms_parts_counts_each_batch_text() -> None:
+async def test_total_sms_parts_counts_each_batch_text(emulated: EmulatedClient) -> None:
     """A 200-character Latin SMS text takes 2 parts."""
-    async with emulated_client(FROZEN) as emulated:
-        job = await emulated.client.send_batch(
-            batch_campaign(), [hy.Message(380961111111, "x" * 200), hy.Message(380962222222, "x")]
-        )
-        status = await emulated.client.get_status(job.job_id)
+    job = await emulated.client.send_batch(
+        batch_campaign(), [hy.Message(380961111111, "x" * 200), hy.Message(380962222222, "x")]
+    )
+    status = await emulated.client.get_status(job.job_id)
     assert [m.total_sms_parts for m in status.messages] == [2, 1]
 
 
@@ -379,11 +383,12 @@ async def test_client_get_status(socket: bool) -> None:
     assert [m.extra_id for m in status.messages] == ["m-0", "m-1", "m-2"]
 
 
-async def test_client_get_status_of_an_unknown_job_is_an_api_error() -> None:
+async def test_client_get_status_of_an_unknown_job_is_an_api_error(
+    emulated: EmulatedClient,
+) -> None:
     """An unknown job id is answered 404 with the emulator's error code."""
-    async with emulated_client(FROZEN) as emulated:
-        with pytest.raises(hy.APIError) as caught:
-            await emulated.client.get_status("00000000-0000-4000-8000-000000000000")
+    with pytest.raises(hy.APIError) as caught:
+        await emulated.client.get_status("00000000-0000-4000-8000-000000000000")
     assert (caught.value.status_code, caught.value.error_code) == (404, ErrorCodes.NOT_FOUND)
 
 
@@ -438,12 +443,11 @@ async def test_rate_limit_answers_429_with_retry_after_then_recovers(
     assert emulator.ledger.accepted == 2
 
 
-async def test_the_client_retries_through_a_rate_limit() -> None:
+async def test_the_client_retries_through_a_rate_limit(emulated: EmulatedClient) -> None:
     """HyberClient resends after 429s; the messages are accepted exactly once."""
-    async with emulated_client(FROZEN) as emulated:
-        emulated.emulator.faults.rate_limit = 2
-        await emulated.client.send_batch(batch_campaign(), messages(3))
-        ledger = emulated.emulator.ledger
+    emulated.emulator.faults.rate_limit = 2
+    await emulated.client.send_batch(batch_campaign(), messages(3))
+    ledger = emulated.emulator.ledger
     assert (ledger.requests, ledger.accepted, ledger.duplicates()) == (3, 3, {})
 
 
@@ -498,13 +502,14 @@ async def test_a_slow_answer_is_processed_before_the_client_gives_up() -> None:
         assert emulated.emulator.faults.slow == 0
 
 
-async def test_reset_in_process_raises_a_read_error_after_processing() -> None:
+async def test_reset_in_process_raises_a_read_error_after_processing(
+    emulated: EmulatedClient,
+) -> None:
     """In-process the reset fault surfaces as a transport failure: outcome unknown, recorded."""
-    async with emulated_client(FROZEN) as emulated:
-        emulated.emulator.faults.reset = 1
-        with pytest.raises(hy.OutcomeUnknownError):
-            await emulated.client.send_batch(batch_campaign(), messages(1))
-        assert emulated.emulator.ledger.accepted == 1
+    emulated.emulator.faults.reset = 1
+    with pytest.raises(hy.OutcomeUnknownError):
+        await emulated.client.send_batch(batch_campaign(), messages(1))
+    assert emulated.emulator.ledger.accepted == 1
 
 
 async def test_faults_are_set_through_the_admin_route(
@@ -600,14 +605,15 @@ def test_account_passwords_stay_out_of_reprs() -> None:
     assert base64.b64encode(DEMO_ACCOUNT.password.encode()).decode() not in repr(config)
 
 
-async def test_extra_ids_needing_json_escapes_survive_the_status_report() -> None:
+async def test_extra_ids_needing_json_escapes_survive_the_status_report(
+    emulated: EmulatedClient,
+) -> None:
     """Quotes, backslashes and newlines in extra_id come back intact in the status report."""
     odd = ['say "hi"', "back\\slash", "line\nbreak", "plain"]
-    async with emulated_client(FROZEN) as emulated:
-        job = await emulated.client.send_batch(
-            batch_campaign(), [hy.Message(380_500_000_000 + i, "Hi", e) for i, e in enumerate(odd)]
-        )
-        status = await emulated.client.get_status(job.job_id)
+    job = await emulated.client.send_batch(
+        batch_campaign(), [hy.Message(380_500_000_000 + i, "Hi", e) for i, e in enumerate(odd)]
+    )
+    status = await emulated.client.get_status(job.job_id)
     assert [m.extra_id for m in status.messages] == odd
 
 

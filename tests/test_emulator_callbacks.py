@@ -12,6 +12,7 @@ import anyio
 import httpx
 import orjson
 import pytest
+from _support import read_body
 from conftest import FIXTURES
 
 import hyber_async as hy
@@ -37,15 +38,10 @@ class Receiver:
         self.bodies: dict[str, list[bytes]] = defaultdict(list)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         _, token, failures = scope["path"].strip("/").split("/")
         with self.lock:
-            self.bodies[token].append(b"".join(chunks))
+            self.bodies[token].append(body)
             status = 500 if len(self.bodies[token]) <= int(failures) else 200
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b""})

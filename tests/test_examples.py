@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from _support import read_body
 
 from hyber_async.emulator import DEMO_ACCOUNT, Emulator, EmulatorConfig, create_app, running_server
 from hyber_async.testing import serving_emulator
@@ -166,13 +167,7 @@ class RepeatingProxy:
         """The service's ``new`` count for each repeated body."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
+        body = await read_body(receive)
         async with httpx.AsyncClient() as http:
             forwarded = await http.post(self.target + scope["path"], content=body)
         key = hashlib.sha256(body).digest()

@@ -9,17 +9,19 @@ emulator's ledger holds: requests received, messages accepted, each recipient at
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
 import pytest
+from _support import CASCADE as CAMPAIGN
+from _support import rows
 
 import hyber_async as hy
 from hyber_async.cli import main
 from hyber_async.emulator import Emulator, EmulatorConfig, Faults, Ledger
 from hyber_async.testing import (
     TEST_TIME_SCALE,
+    EmulatedClient,
     emulated_client,
     serve_emulator,
     serving_emulator,
@@ -27,27 +29,16 @@ from hyber_async.testing import (
 
 pytestmark = pytest.mark.anyio
 
-CAMPAIGN = hy.Campaign(
-    channels=(hy.Channel.VIBER, hy.Channel.SMS),
-    channel_options=hy.ChannelOptions(
-        viber=hy.ViberOptions(ttl=60, text="Dear %name%"),
-        sms=hy.SmsOptions(alpha_name="GMSU", ttl=300, text="Dear %name%"),
-    ),
-)
 TOTAL = 30
 CHUNK = 10
 FIRST_CHUNK = range(CHUNK)
 
 
-def rows(prefix: str = "r") -> Iterator[dict[str, Any]]:
-    """``TOTAL`` broadcast rows with the extra_ids ``{prefix}-{index}``."""
-    for i in range(TOTAL):
-        yield {"phone_number": 380_500_000_000 + i, "extra_id": f"{prefix}-{i}", "name": "Ann"}
-
-
 async def send(client: hy.HyberClient, prefix: str = "r") -> hy.SendReport:
     """The 30 rows in chunks of 10, one request in flight (the fault hits the first chunk)."""
-    return await client.stream_broadcast(CAMPAIGN, rows(prefix), chunk_size=CHUNK, concurrency=1)
+    return await client.stream_broadcast(
+        CAMPAIGN, rows(TOTAL, prefix=prefix), chunk_size=CHUNK, concurrency=1
+    )
 
 
 def check(
@@ -199,12 +190,13 @@ async def test_a_keep_alive_connection_closed_by_the_server_between_campaigns() 
     assert not set(first_ports) & set(second_ports)  # that one was closed by the server
 
 
-async def test_in_process_reset_before_raises_like_a_reset_and_records_nothing() -> None:
+async def test_in_process_reset_before_raises_like_a_reset_and_records_nothing(
+    emulated: EmulatedClient,
+) -> None:
     """Without a socket, reset_before fails the request as a read error, nothing accepted."""
-    async with emulated_client() as env:
-        env.emulator.faults.update({"reset_before": 1})
-        report = await send(env.client)
-    check(report, env.emulator.ledger, failed=FIRST_CHUNK, requests=TOTAL // CHUNK)
+    emulated.emulator.faults.update({"reset_before": 1})
+    report = await send(emulated.client)
+    check(report, emulated.emulator.ledger, failed=FIRST_CHUNK, requests=TOTAL // CHUNK)
     assert all("ReadError" in f.reason for f in report.failures())
 
 

@@ -7,6 +7,7 @@ from typing import Any, Final
 
 import anyio
 import pytest
+from _support import CASCADE as CAMPAIGN
 
 import hyber_async as hy
 from hyber_async._config import DEFAULT_MAX_CONNECTIONS
@@ -17,13 +18,6 @@ pytestmark = pytest.mark.anyio
 CAMPAIGNS: Final = 50
 RECIPIENTS: Final = 2_000
 CHUNK: Final = 500
-CAMPAIGN = hy.Campaign(
-    channels=(hy.Channel.VIBER, hy.Channel.SMS),
-    channel_options=hy.ChannelOptions(
-        viber=hy.ViberOptions(ttl=60, text="Dear %name%"),
-        sms=hy.SmsOptions(alpha_name="GMSU", ttl=300, text="Dear %name%"),
-    ),
-)
 
 
 def rows(campaign: int) -> Iterator[dict[str, Any]]:

@@ -8,7 +8,7 @@ import pytest
 
 import hyber_async as hy
 from hyber_async.emulator import ChannelOutcomes, EmulatorConfig
-from hyber_async.testing import TEST_TIME_SCALE, emulated_client
+from hyber_async.testing import TEST_TIME_SCALE, EmulatedClient, emulated_client
 
 pytestmark = pytest.mark.anyio
 
@@ -39,14 +39,13 @@ def recipients(count: int = SENT) -> list[dict[str, Any]]:
     return [{"phone_number": 380500000000 + i} for i in range(count)]
 
 
-async def test_wait_for_jobs_accounts_for_every_message() -> None:
+async def test_wait_for_jobs_accounts_for_every_message(emulated: EmulatedClient) -> None:
     """Every message sent ends delivered, expired or failed; none pending, every job final."""
-    async with emulated_client() as emulated:
-        client = emulated.client
-        cascade = campaign(hy.Channel.VIBER, hy.Channel.SMS)
-        report = await client.stream_broadcast(cascade, recipients(), chunk_size=CHUNK)
-        summary = await client.wait_for_jobs(report.job_ids, **FAST)
-        items = [m for job_id in report.job_ids for m in emulated.emulator.status(job_id) or ()]
+    client = emulated.client
+    cascade = campaign(hy.Channel.VIBER, hy.Channel.SMS)
+    report = await client.stream_broadcast(cascade, recipients(), chunk_size=CHUNK)
+    summary = await client.wait_for_jobs(report.job_ids, **FAST)
+    items = [m for job_id in report.job_ids for m in emulated.emulator.status(job_id) or ()]
     counts = summary.counts
     assert (summary.jobs, summary.pending_jobs, summary.complete) == (SENT // CHUNK, (), True)
     assert (counts.pending, counts.delivered + counts.expired + counts.failed) == (0, SENT)
@@ -82,14 +81,11 @@ async def test_summary_by_channel_follows_the_cascade(
     assert summary.counts == sum(expected.values(), hy.Counts())
 
 
-async def test_poll_jobs_ends_with_a_final_update_per_job() -> None:
+async def test_poll_jobs_ends_with_a_final_update_per_job(emulated: EmulatedClient) -> None:
     """``poll_jobs`` stops by itself, after one final update for each job."""
-    async with emulated_client() as emulated:
-        client = emulated.client
-        report = await client.stream_broadcast(
-            campaign(hy.Channel.SMS), recipients(), chunk_size=CHUNK
-        )
-        updates = [u async for u in client.poll_jobs(report.job_ids, **FAST)]
+    client = emulated.client
+    report = await client.stream_broadcast(campaign(hy.Channel.SMS), recipients(), chunk_size=CHUNK)
+    updates = [u async for u in client.poll_jobs(report.job_ids, **FAST)]
     finals = [u.job_id for u in updates if u.final]
     assert sorted(finals) == sorted(report.job_ids)
     assert all(u.error is None for u in updates)

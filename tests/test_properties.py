@@ -15,6 +15,7 @@ from typing import Any, Final
 import httpx
 import orjson
 import pytest
+from _support import CASCADE as CAMPAIGN
 from conftest import FIXTURES
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -35,13 +36,6 @@ SENDS: Final = settings(
 PARSES: Final = settings(max_examples=20_000 if FULL else 300, deadline=None)
 """Random and mutated bodies fed to one parser."""
 
-CAMPAIGN = hy.Campaign(
-    channels=(hy.Channel.VIBER, hy.Channel.SMS),
-    channel_options=hy.ChannelOptions(
-        viber=hy.ViberOptions(ttl=60, text="Dear %name%"),
-        sms=hy.SmsOptions(alpha_name="GMSU", ttl=300, text="Dear %name%"),
-    ),
-)
 MAX_SIZE: Final = 3_000
 MAX_REQUESTS: Final = 40
 """Chunks per send at most, so that an example stays fast."""

@@ -17,13 +17,14 @@ import anyio
 import httpx
 import orjson
 import pytest
+from _support import read_body
 from gms_docs import block
 
 import hyber_async as hy
 from hyber_async._models import Kind
 from hyber_async._validation import check_envelope, check_request
 from hyber_async.emulator import DEMO_ACCOUNT, ChannelOutcomes, EmulatorConfig, create_app
-from hyber_async.testing import emulated_client, serving_emulator
+from hyber_async.testing import EmulatedClient, emulated_client, serving_emulator
 
 EXAMPLE: dict[str, Any] = block("chapter2.rst", 38).json()
 """chapter2.rst line 38: one message to push, then Viber, then SMS."""
@@ -229,14 +230,9 @@ class Collector:
         self.reports: list[dict[str, Any]] = []
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         with self.lock:
-            self.reports.append(orjson.loads(b"".join(chunks)))
+            self.reports.append(orjson.loads(body))
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
@@ -299,13 +295,12 @@ async def test_a_failed_push_only_message_reports_its_code() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_bad_push_campaign_is_refused_before_sending() -> None:
+async def test_a_bad_push_campaign_is_refused_before_sending(emulated: EmulatedClient) -> None:
     """A push ttl of 29 raises a ValidationError naming the field; nothing reaches the server."""
     campaign = hy.Campaign(
         channels=(hy.Channel.PUSH,),
         channel_options=hy.ChannelOptions(push=hy.PushOptions(ttl=29, title="T", text="Hi")),
     )
-    async with emulated_client() as emulated:
-        with pytest.raises(hy.ValidationError, match=r"channel_options\.push\.ttl"):
-            await emulated.client.send_broadcast(campaign, [hy.Recipient(380961111111)])
-        assert emulated.emulator.ledger.requests == 0
+    with pytest.raises(hy.ValidationError, match=r"channel_options\.push\.ttl"):
+        await emulated.client.send_broadcast(campaign, [hy.Recipient(380961111111)])
+    assert emulated.emulator.ledger.requests == 0

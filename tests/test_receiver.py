@@ -13,6 +13,7 @@ import anyio
 import httpx
 import orjson
 import pytest
+from _support import aiohttp_serving
 from conftest import FIXTURES
 
 from hyber_async import DeliveryReport
@@ -431,18 +432,9 @@ async def test_mounted_in_fastapi(recorder: Recorder) -> None:
 @pytest.fixture
 async def aiohttp_url(recorder: Recorder) -> AsyncIterator[str]:
     """The base URL of an aiohttp app serving the receiver on a free loopback port."""
-    from aiohttp import web
-    from aiohttp.test_utils import TestServer
-
     receiver = DeliveryReportReceiver(recorder, secret=SECRET)
-    app = web.Application()
-    app.router.add_route("*", "/dr/{tail:.*}", receiver.aiohttp_handler)
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        await server.close()
+    async with aiohttp_serving("/dr/{tail:.*}", receiver.aiohttp_handler, method="*") as url:
+        yield url
 
 
 @pytest.mark.anyio
@@ -486,20 +478,13 @@ async def chunks_of(body: bytes) -> AsyncIterator[bytes]:
 @pytest.mark.parametrize("chunked", [False, True])
 async def test_aiohttp_handler_body_above_limit_is_413(recorder: Recorder, chunked: bool) -> None:
     """Through aiohttp: a body above max_body_size answers 413, declared or streamed."""
-    from aiohttp import web
-    from aiohttp.test_utils import TestServer
-
     receiver = DeliveryReportReceiver(recorder, secret=SECRET, max_body_size=100)
-    app = web.Application()
-    app.router.add_post("/dr/{secret}", receiver.aiohttp_handler)
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
-    try:
-        async with httpx.AsyncClient() as client:
-            url = f"http://127.0.0.1:{server.port}/dr/{SECRET}"
-            response = await client.post(url, content=chunks_of(BATCHED) if chunked else BATCHED)
-    finally:
-        await server.close()
+    async with (
+        aiohttp_serving("/dr/{secret}", receiver.aiohttp_handler) as base_url,
+        httpx.AsyncClient() as client,
+    ):
+        url = f"{base_url}/dr/{SECRET}"
+        response = await client.post(url, content=chunks_of(BATCHED) if chunked else BATCHED)
     assert response.status_code == 413
 
 

@@ -10,6 +10,7 @@ import anyio
 import httpx
 import orjson
 import pytest
+from _support import aiohttp_serving
 from gms_docs import Block, block, of_kind
 
 import hyber_async as hy
@@ -163,21 +164,14 @@ async def test_receiver_wants_the_secret_in_the_path(
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_receiver_through_aiohttp() -> None:
     """Through a real aiohttp server on 127.0.0.1: the reply is handed over."""
-    from aiohttp import web
-    from aiohttp.test_utils import TestServer
-
     recorder = Recorder()
     receiver = hy.UserReplyReceiver(recorder, secret=SECRET)
-    app = web.Application()
-    app.router.add_post("/replies/{secret}", receiver.aiohttp_handler)
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
-    try:
-        async with httpx.AsyncClient() as client:
-            url = f"http://127.0.0.1:{server.port}/replies/{SECRET}"
-            response = await client.post(url, content=orjson.dumps(DOC_EXAMPLES))
-    finally:
-        await server.close()
+    async with (
+        aiohttp_serving("/replies/{secret}", receiver.aiohttp_handler) as base_url,
+        httpx.AsyncClient() as client,
+    ):
+        url = f"{base_url}/replies/{SECRET}"
+        response = await client.post(url, content=orjson.dumps(DOC_EXAMPLES))
     assert response.json() == {"replies": 4, "new": 4, "invalid": 0}
     assert [r.text_from_subscriber for r in recorder.replies][-1] == "Test reply"
 

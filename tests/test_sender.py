@@ -11,30 +11,19 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from _support import CASCADE as CAMPAIGN
+from _support import rows
 
 import hyber_async as hy
 from hyber_async.emulator import running_server
-from hyber_async.testing import emulated_client
+from hyber_async.testing import EmulatedClient, emulated_client
 
 pytestmark = pytest.mark.anyio
 
-CAMPAIGN = hy.Campaign(
-    channels=(hy.Channel.VIBER, hy.Channel.SMS),
-    channel_options=hy.ChannelOptions(
-        viber=hy.ViberOptions(ttl=60, text="Dear %name%"),
-        sms=hy.SmsOptions(alpha_name="GMSU", ttl=300, text="Dear %name%"),
-    ),
-)
 BATCH = hy.Campaign(
     channels=(hy.Channel.SMS,),
     channel_options=hy.ChannelOptions(sms=hy.SmsOptions(alpha_name="GMSU", ttl=300)),
 )
-
-
-def rows(n: int, start: int = 0) -> Iterator[dict[str, Any]]:
-    """``n`` plain broadcast rows with their own extra_id."""
-    for i in range(start, start + n):
-        yield {"phone_number": 380500000000 + i, "extra_id": f"r-{i}", "name": "Ann"}
 
 
 def assert_partition(report: hy.SendReport, total: int) -> None:
@@ -48,63 +37,62 @@ def assert_partition(report: hy.SendReport, total: int) -> None:
 
 
 @pytest.mark.parametrize("size", [0, 1, 49_999, 50_000, 50_001, 120_001])
-async def test_chunk_boundaries_accept_every_recipient_once(size: int) -> None:
+async def test_chunk_boundaries_accept_every_recipient_once(
+    emulated: EmulatedClient, size: int
+) -> None:
     """Inputs around the 50,000 limit are cut into the fewest requests and all accepted once."""
-    async with emulated_client() as env:
-        report = await env.client.stream_broadcast(CAMPAIGN, rows(size))
+    report = await emulated.client.stream_broadcast(CAMPAIGN, rows(size))
     assert report.complete
     assert report.accepted == size
     assert_partition(report, size)
     assert len(report.job_ids) == math.ceil(size / 50_000)
     assert [job.first_index for job in report.jobs] == list(range(0, size, 50_000))
-    assert env.emulator.ledger.accepted == size
-    assert env.emulator.ledger.duplicates() == {}
+    assert emulated.emulator.ledger.accepted == size
+    assert emulated.emulator.ledger.duplicates() == {}
 
 
-async def test_async_iterable_of_models() -> None:
+async def test_async_iterable_of_models(emulated: EmulatedClient) -> None:
     """An async generator of Recipient models is streamed like a list of mappings."""
 
     async def recipients() -> AsyncIterator[hy.Recipient]:
         for i in range(1_234):
             yield hy.Recipient(380500000000 + i, variables={"name": f"n{i}"})
 
-    async with emulated_client() as env:
-        report = await env.client.stream_broadcast(CAMPAIGN, recipients(), chunk_size=500)
+    report = await emulated.client.stream_broadcast(CAMPAIGN, recipients(), chunk_size=500)
     assert report.accepted == 1_234
     assert len(report.job_ids) == 3
-    assert env.emulator.ledger.accepted == 1_234
+    assert emulated.emulator.ledger.accepted == 1_234
 
 
-async def test_batch_of_messages_and_mappings() -> None:
+async def test_batch_of_messages_and_mappings(emulated: EmulatedClient) -> None:
     """stream_batch takes Message models and plain mappings mixed."""
     items: list[hy.Message | dict[str, Any]] = [
         hy.Message(380500000001, text="one", extra_id="m-1"),
         {"phone_number": 380500000002, "text": "two", "extra_id": "m-2"},
     ]
-    async with emulated_client() as env:
-        report = await env.client.stream_batch(BATCH, items)
+    report = await emulated.client.stream_batch(BATCH, items)
     assert report.accepted == 2
-    assert env.emulator.ledger.count("m-1") == 1
-    assert env.emulator.ledger.count("m-2") == 1
+    assert emulated.emulator.ledger.count("m-1") == 1
+    assert emulated.emulator.ledger.count("m-2") == 1
 
 
-async def test_missing_extra_ids_get_stable_generated_ones() -> None:
+async def test_missing_extra_ids_get_stable_generated_ones(emulated: EmulatedClient) -> None:
     """A recipient without extra_id is sent as {run_id}-{input index}."""
     rows_without_id = [{"phone_number": 380500000000 + i, "name": "A"} for i in range(3)]
-    async with emulated_client() as env:
-        report = await env.client.stream_broadcast(CAMPAIGN, rows_without_id, run_id="run7")
+    report = await emulated.client.stream_broadcast(CAMPAIGN, rows_without_id, run_id="run7")
     assert report.accepted == 3
-    assert [env.emulator.ledger.count(f"run7-{i}") for i in range(3)] == [1, 1, 1]
+    assert [emulated.emulator.ledger.count(f"run7-{i}") for i in range(3)] == [1, 1, 1]
     assert "extra_id" not in rows_without_id[0]
 
 
-async def test_invalid_items_in_the_middle_are_not_sent_and_the_rest_go() -> None:
+async def test_invalid_items_in_the_middle_are_not_sent_and_the_rest_go(
+    emulated: EmulatedClient,
+) -> None:
     """Invalid items are NOT_SENT with a reason naming the field; their chunk-mates are sent."""
     items = list(rows(60_010))
     items[3] = {"phone_number": 12345, "extra_id": "bad-phone", "name": "A"}
     items[55_000] = {"phone_number": 380500000000, "extra_id": "no-name"}
-    async with emulated_client() as env:
-        report = await env.client.stream_broadcast(CAMPAIGN, items)
+    report = await emulated.client.stream_broadcast(CAMPAIGN, items)
     assert report.accepted == 60_008
     assert report.not_sent == 2
     assert_partition(report, 60_010)
@@ -115,102 +103,98 @@ async def test_invalid_items_in_the_middle_are_not_sent_and_the_rest_go() -> Non
     ]
     assert "recipients[3].phone_number" in failures[0].reason
     assert "%name%" in failures[1].reason
-    assert env.emulator.ledger.accepted == 60_008
-    assert env.emulator.ledger.count("bad-phone") == 0
+    assert emulated.emulator.ledger.accepted == 60_008
+    assert emulated.emulator.ledger.count("bad-phone") == 0
 
 
-async def test_abort_on_invalid_stops_reading_and_sending() -> None:
+async def test_abort_on_invalid_stops_reading_and_sending(emulated: EmulatedClient) -> None:
     """on_invalid='abort' sends nothing from the invalid chunk on and says why."""
     items = list(rows(25))
     items[12] = {"phone_number": "not a number", "extra_id": "bad", "name": "A"}
-    async with emulated_client() as env:
-        report = await env.client.stream_broadcast(
-            CAMPAIGN, items, chunk_size=10, on_invalid="abort"
-        )
+    report = await emulated.client.stream_broadcast(
+        CAMPAIGN, items, chunk_size=10, on_invalid="abort"
+    )
     assert not report.complete
     assert report.aborted is not None
     assert "item 12" in report.aborted
     assert report.read == 20
     assert report.accepted == 10
     assert report.not_sent == 10
-    assert env.emulator.ledger.accepted == 10
+    assert emulated.emulator.ledger.accepted == 10
 
 
-async def test_invalid_campaign_raises_before_sending() -> None:
+async def test_invalid_campaign_raises_before_sending(emulated: EmulatedClient) -> None:
     """A campaign that breaks a limit raises ValidationError and nothing reaches the server."""
     bad = hy.Campaign(
         channels=(hy.Channel.SMS,),
         channel_options=hy.ChannelOptions(sms=hy.SmsOptions(alpha_name="TOO LONG NAME", ttl=1)),
     )
-    async with emulated_client() as env:
-        with pytest.raises(hy.ValidationError, match=r"channel_options\.sms\.ttl"):
-            await env.client.stream_broadcast(bad, rows(5))
-    assert env.emulator.ledger.requests == 0
+    with pytest.raises(hy.ValidationError, match=r"channel_options\.sms\.ttl"):
+        await emulated.client.stream_broadcast(bad, rows(5))
+    assert emulated.emulator.ledger.requests == 0
 
 
-async def test_sync_mode_gives_per_message_outcomes() -> None:
+async def test_sync_mode_gives_per_message_outcomes(emulated: EmulatedClient) -> None:
     """sync=True uses /broadcast/sync; every message accepted is counted, no job ids."""
-    async with emulated_client() as env:
-        report = await env.client.stream_broadcast(CAMPAIGN, rows(1_500), sync=True)
+    report = await emulated.client.stream_broadcast(CAMPAIGN, rows(1_500), sync=True)
     assert report.accepted == 1_500
     assert report.job_ids == []
-    assert env.emulator.ledger.accepted == 1_500
+    assert emulated.emulator.ledger.accepted == 1_500
 
 
-async def test_throttled_chunks_are_resent_without_duplicates() -> None:
+async def test_throttled_chunks_are_resent_without_duplicates(emulated: EmulatedClient) -> None:
     """429 answers are refusals: the chunk is resent and accepted exactly once."""
-    async with emulated_client() as env:
-        env.emulator.faults.update({"rate_limit": 2, "retry_after": 0})
-        report = await env.client.stream_broadcast(CAMPAIGN, rows(30), chunk_size=10)
+    emulated.emulator.faults.update({"rate_limit": 2, "retry_after": 0})
+    report = await emulated.client.stream_broadcast(CAMPAIGN, rows(30), chunk_size=10)
     assert report.accepted == 30
-    assert env.emulator.ledger.accepted == 30
-    assert env.emulator.ledger.duplicates() == {}
-    assert env.emulator.ledger.requests == 5
+    assert emulated.emulator.ledger.accepted == 30
+    assert emulated.emulator.ledger.duplicates() == {}
+    assert emulated.emulator.ledger.requests == 5
 
 
-async def test_throttled_beyond_max_attempts_is_not_sent() -> None:
+async def test_throttled_beyond_max_attempts_is_not_sent(emulated: EmulatedClient) -> None:
     """A chunk refused on every attempt ends NOT_SENT; nothing of it was accepted."""
-    async with emulated_client() as env:
-        env.emulator.faults.update({"rate_limit": 100, "retry_after": 0})
-        report = await env.client.stream_broadcast(CAMPAIGN, rows(10))
+    emulated.emulator.faults.update({"rate_limit": 100, "retry_after": 0})
+    report = await emulated.client.stream_broadcast(CAMPAIGN, rows(10))
     assert report.not_sent == 10
     assert_partition(report, 10)
-    assert env.emulator.ledger.accepted == 0
+    assert emulated.emulator.ledger.accepted == 0
 
 
-async def test_503_with_retry_after_is_resent() -> None:
+async def test_503_with_retry_after_is_resent(emulated: EmulatedClient) -> None:
     """503 with Retry-After is a refusal: resent, accepted once."""
-    async with emulated_client() as env:
-        env.emulator.faults.update({"errors": 1, "error_status": 503, "error_retry_after": 0})
-        report = await env.client.stream_broadcast(CAMPAIGN, rows(10))
+    emulated.emulator.faults.update({"errors": 1, "error_status": 503, "error_retry_after": 0})
+    report = await emulated.client.stream_broadcast(CAMPAIGN, rows(10))
     assert report.accepted == 10
-    assert env.emulator.ledger.accepted == 10
-    assert env.emulator.ledger.duplicates() == {}
+    assert emulated.emulator.ledger.accepted == 10
+    assert emulated.emulator.ledger.duplicates() == {}
 
 
 @pytest.mark.parametrize("after_accept", [False, True])
-async def test_500_is_unknown_and_never_resent(after_accept: bool) -> None:
+async def test_500_is_unknown_and_never_resent(
+    emulated: EmulatedClient, after_accept: bool
+) -> None:
     """A 500 may hide an accepted request: UNKNOWN, sent once, siblings unaffected."""
-    async with emulated_client() as env:
-        env.emulator.faults.update({"errors": 1, "error_after_accept": after_accept})
-        report = await env.client.stream_broadcast(CAMPAIGN, rows(30), chunk_size=10, concurrency=1)
+    emulated.emulator.faults.update({"errors": 1, "error_after_accept": after_accept})
+    report = await emulated.client.stream_broadcast(
+        CAMPAIGN, rows(30), chunk_size=10, concurrency=1
+    )
     assert report.unknown == 10
     assert report.accepted == 20
     assert_partition(report, 30)
     assert [f.extra_id for f in report.failures()] == [f"r-{i}" for i in range(10)]
-    assert env.emulator.ledger.requests == 3
-    assert env.emulator.ledger.accepted == (30 if after_accept else 20)
-    assert env.emulator.ledger.duplicates() == {}
+    assert emulated.emulator.ledger.requests == 3
+    assert emulated.emulator.ledger.accepted == (30 if after_accept else 20)
+    assert emulated.emulator.ledger.duplicates() == {}
 
 
-async def test_reset_after_accept_is_unknown_and_not_resent() -> None:
+async def test_reset_after_accept_is_unknown_and_not_resent(emulated: EmulatedClient) -> None:
     """A connection lost after the server accepted: UNKNOWN, and the ledger has it once."""
-    async with emulated_client() as env:
-        env.emulator.faults.update({"reset": 1})
-        report = await env.client.stream_broadcast(CAMPAIGN, rows(10))
+    emulated.emulator.faults.update({"reset": 1})
+    report = await emulated.client.stream_broadcast(CAMPAIGN, rows(10))
     assert report.unknown == 10
-    assert env.emulator.ledger.accepted == 10
-    assert env.emulator.ledger.requests == 1
+    assert emulated.emulator.ledger.accepted == 10
+    assert emulated.emulator.ledger.requests == 1
 
 
 async def test_answer_slower_than_the_deadline_is_unknown() -> None:
@@ -237,33 +221,34 @@ async def test_connection_refused_is_not_sent() -> None:
     assert all("NotSent" in f.reason or "not sent" in f.reason for f in report.failures())
 
 
-async def test_cancellation_leaves_a_complete_partition_and_a_usable_client() -> None:
+async def test_cancellation_leaves_a_complete_partition_and_a_usable_client(
+    emulated: EmulatedClient,
+) -> None:
     """Cancelled after the first chunk: queued NOT_SENT, in flight UNKNOWN, client still works."""
     report = hy.SendReport()
-    async with emulated_client() as env:
-        env.emulator.faults.update({"latency": 0.05})
-        with anyio.CancelScope() as scope:
+    emulated.emulator.faults.update({"latency": 0.05})
+    with anyio.CancelScope() as scope:
 
-            def cancel_after_first(progress: hy.Progress) -> None:
-                scope.cancel()
+        def cancel_after_first(progress: hy.Progress) -> None:
+            scope.cancel()
 
-            await env.client.stream_broadcast(
-                CAMPAIGN,
-                rows(100),
-                chunk_size=10,
-                concurrency=2,
-                on_progress=cancel_after_first,
-                report=report,
-            )
-        assert not report.complete
-        assert report.accepted >= 10
-        assert report.not_sent + report.unknown > 0
-        assert_partition(report, report.read)
-        ledger = env.emulator.ledger.accepted
-        assert report.accepted <= ledger <= report.accepted + report.unknown
-        env.emulator.faults.clear()
-        after = await env.client.stream_broadcast(CAMPAIGN, rows(5, start=1000))
-        assert after.accepted == 5
+        await emulated.client.stream_broadcast(
+            CAMPAIGN,
+            rows(100),
+            chunk_size=10,
+            concurrency=2,
+            on_progress=cancel_after_first,
+            report=report,
+        )
+    assert not report.complete
+    assert report.accepted >= 10
+    assert report.not_sent + report.unknown > 0
+    assert_partition(report, report.read)
+    ledger = emulated.emulator.ledger.accepted
+    assert report.accepted <= ledger <= report.accepted + report.unknown
+    emulated.emulator.faults.clear()
+    after = await emulated.client.stream_broadcast(CAMPAIGN, rows(5, start=1000))
+    assert after.accepted == 5
 
 
 async def test_concurrency_never_exceeds_the_connection_pool() -> None:
@@ -301,23 +286,23 @@ async def test_concurrency_never_exceeds_the_connection_pool() -> None:
     assert peak == 2
 
 
-async def test_progress_reports_running_counts() -> None:
+async def test_progress_reports_running_counts(emulated: EmulatedClient) -> None:
     """on_progress gets one Progress per chunk with monotonically growing counts."""
     seen: list[hy.Progress] = []
 
     async def record(progress: hy.Progress) -> None:
         seen.append(progress)
 
-    async with emulated_client() as env:
-        await env.client.stream_broadcast(
-            CAMPAIGN, rows(50), chunk_size=10, concurrency=1, on_progress=record
-        )
+    await emulated.client.stream_broadcast(
+        CAMPAIGN, rows(50), chunk_size=10, concurrency=1, on_progress=record
+    )
     assert [p.accepted for p in seen] == [10, 20, 30, 40, 50]
     assert seen[-1].done == 50
     assert seen[-1].rate > 0
 
 
 async def test_max_rate_caps_chunk_size_and_paces_requests(
+    emulated: EmulatedClient,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """max_rate shrinks chunks to a tenth of a second's worth and waits between them."""
@@ -330,8 +315,7 @@ async def test_max_rate_caps_chunk_size_and_paces_requests(
         await real_sleep(0)
 
     monkeypatch.setattr("hyber_async._sender.anyio.sleep", recording_sleep)
-    async with emulated_client() as env:
-        report = await env.client.stream_broadcast(CAMPAIGN, rows(300), max_rate=1_000)
+    report = await emulated.client.stream_broadcast(CAMPAIGN, rows(300), max_rate=1_000)
     assert report.accepted == 300
     assert len(report.job_ids) == 3
     # Time does not pass in the recording sleep: chunk k is asked to wait (k - 1) / 10 s.
@@ -377,7 +361,9 @@ class SourceFailure(Exception):
 
 
 @pytest.mark.parametrize("kind", ["iterable", "async iterable"])
-async def test_a_failing_source_raises_its_own_error_after_settling(kind: str) -> None:
+async def test_a_failing_source_raises_its_own_error_after_settling(
+    emulated: EmulatedClient, kind: str
+) -> None:
     """A source that raises mid-way: the caller gets that exception itself (no
     ExceptionGroup); the chunks sent before get their answers and the report partitions."""
 
@@ -391,18 +377,17 @@ async def test_a_failing_source_raises_its_own_error_after_settling(kind: str) -
 
     source = broken() if kind == "iterable" else broken_async()
     report = hy.SendReport()
-    async with emulated_client() as env:
-        env.emulator.faults.update({"latency": 0.02})
-        with pytest.raises(SourceFailure, match="row 25"):
-            await env.client.stream_broadcast(
-                CAMPAIGN, source, chunk_size=10, concurrency=2, report=report
-            )
+    emulated.emulator.faults.update({"latency": 0.02})
+    with pytest.raises(SourceFailure, match="row 25"):
+        await emulated.client.stream_broadcast(
+            CAMPAIGN, source, chunk_size=10, concurrency=2, report=report
+        )
     assert report.read == 20
     assert report.accepted == 20
     assert_partition(report, 20)
     assert not report.complete
     assert report.aborted == "SourceFailure: row 25 is unreadable"
-    assert env.emulator.ledger.accepted == 20
+    assert emulated.emulator.ledger.accepted == 20
 
 
 async def test_a_closed_client_sends_nothing_and_raises_its_error() -> None:
@@ -420,7 +405,7 @@ async def test_a_closed_client_sends_nothing_and_raises_its_error() -> None:
     assert all(f.reason == "not sent: the client is closed" for f in report.failures())
 
 
-async def test_a_failing_progress_callback_raises_its_own_error() -> None:
+async def test_a_failing_progress_callback_raises_its_own_error(emulated: EmulatedClient) -> None:
     """on_progress raising: its exception, not an ExceptionGroup; the input is read no further
     (a chunk already handed to the worker may still go) and the report partitions."""
 
@@ -428,12 +413,11 @@ async def test_a_failing_progress_callback_raises_its_own_error() -> None:
         raise SourceFailure(f"callback failed after {progress.chunks_done} chunk(s)")
 
     report = hy.SendReport()
-    async with emulated_client() as env:
-        with pytest.raises(SourceFailure, match="after 1 chunk"):
-            await env.client.stream_broadcast(
-                CAMPAIGN, rows(100), chunk_size=10, concurrency=1, on_progress=fail, report=report
-            )
+    with pytest.raises(SourceFailure, match="after 1 chunk"):
+        await emulated.client.stream_broadcast(
+            CAMPAIGN, rows(100), chunk_size=10, concurrency=1, on_progress=fail, report=report
+        )
     assert report.accepted in (10, 20)
     assert report.unknown == 0
     assert_partition(report, report.read)
-    assert env.emulator.ledger.accepted == report.accepted
+    assert emulated.emulator.ledger.accepted == report.accepted

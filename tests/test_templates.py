@@ -25,7 +25,7 @@ from hyber_async._validation import (
     render,
 )
 from hyber_async.cli._sources import SourceError, load_campaign
-from hyber_async.testing import emulated_client
+from hyber_async.testing import EmulatedClient
 
 # --- Viber video (chapter 3) ------------------------------------------------------------------
 
@@ -85,12 +85,11 @@ def test_documented_video_examples_pass_and_round_trip(example: dict[str, Any]) 
 
 
 @pytest.mark.anyio
-async def test_video_only_broadcast_is_accepted_by_the_emulator() -> None:
+async def test_video_only_broadcast_is_accepted_by_the_emulator(emulated: EmulatedClient) -> None:
     """The client sends the documented "Video only" broadcast and the emulator accepts it."""
     campaign = converter.structure(_request({"viber": VIDEO}), hy.Campaign)
-    async with emulated_client() as env:
-        answer = await env.client.send_broadcast_sync(campaign, RECIPIENTS)
-        content = env.emulator.message(answer.messages[0].message_id or "")
+    answer = await emulated.client.send_broadcast_sync(campaign, RECIPIENTS)
+    content = emulated.emulator.message(answer.messages[0].message_id or "")
     assert [m.accepted for m in answer.messages] == [True, True]
     assert content is not None
     assert content["content"]["viber"]["thumbnail"] == VIDEO["thumbnail"]
@@ -180,7 +179,7 @@ _URL_20 = "https://example.com/My%20File%20v2.pdf"
 
 
 @pytest.mark.anyio
-async def test_literal_percent_word_is_sent_as_a_value() -> None:
+async def test_literal_percent_word_is_sent_as_a_value(emulated: EmulatedClient) -> None:
     """The documented way to send a literal %word%: put it in a variable's value (values
     are never read for placeholders); the emulator renders it as given."""
     campaign = hy.Campaign(
@@ -189,9 +188,8 @@ async def test_literal_percent_word_is_sent_as_a_value() -> None:
     )
     recipient = hy.Recipient(380961111111, variables={"code": "%word%"})
     assert render("Use %code% now", {"code": "%word%"}) == "Use %word% now"
-    async with emulated_client() as env:
-        answer = await env.client.send_broadcast_sync(campaign, [recipient])
-        content = env.emulator.message(answer.messages[0].message_id or "")
+    answer = await emulated.client.send_broadcast_sync(campaign, [recipient])
+    content = emulated.emulator.message(answer.messages[0].message_id or "")
     assert content is not None
     assert content["content"]["viber"]["text"] == "Use %word% now"
 
@@ -270,19 +268,18 @@ def test_valid_chunk_stays_on_the_c_level_path(wire: dict[str, Any]) -> None:
 
 
 @pytest.mark.anyio
-async def test_one_bad_recipient_is_not_sent_and_its_chunk_goes() -> None:
+async def test_one_bad_recipient_is_not_sent_and_its_chunk_goes(emulated: EmulatedClient) -> None:
     """A 5,000-character SMS for one recipient: that one NOT_SENT with a reason, the rest of
     its chunk accepted."""
     campaign = converter.structure(LONG_SMS, hy.Campaign)
     items = [{"phone_number": 380500000000 + i, "name": "Ann"} for i in range(10)]
     items[3]["name"] = "a" * 5000
-    async with emulated_client() as env:
-        report = await env.client.stream_broadcast(campaign, items, chunk_size=5)
+    report = await emulated.client.stream_broadcast(campaign, items, chunk_size=5)
     assert report.accepted == 9
     [failure] = report.failures()
     assert (failure.index, failure.outcome) == (3, hy.Outcome.NOT_SENT)
     assert "recipients[3].name" in (failure.reason or "")
-    assert env.emulator.ledger.accepted == 9
+    assert emulated.emulator.ledger.accepted == 9
 
 
 # --- values JSON cannot carry (issue 11.3) ----------------------------------------------------
@@ -301,7 +298,7 @@ UNSENDABLE = {
 @pytest.mark.parametrize(("extra", "field", "message"), UNSENDABLE.values(), ids=UNSENDABLE.keys())
 @pytest.mark.anyio
 async def test_unsendable_value_is_not_sent_and_named(
-    extra: dict[Any, Any], field: str, message: str
+    emulated: EmulatedClient, extra: dict[Any, Any], field: str, message: str
 ) -> None:
     """A value JSON cannot carry (or would carry as null) is NOT_SENT naming the item and
     field; the other chunks are sent and every recipient has one outcome."""
@@ -310,28 +307,28 @@ async def test_unsendable_value_is_not_sent_and_named(
         {"phone_number": 380500000000 + i, "name": "Ann"} for i in range(9)
     ]
     items[7] = {"phone_number": 380500000007, "name": "Ann", **extra}
-    async with emulated_client() as env:
-        report = await env.client.stream_broadcast(campaign, items, chunk_size=3)
+    report = await emulated.client.stream_broadcast(campaign, items, chunk_size=3)
     assert report.accepted == 8
     [failure] = report.failures()
     assert (failure.index, failure.outcome) == (7, hy.Outcome.NOT_SENT)
     assert f"recipients[7].{field}" in (failure.reason or "")
     assert message in (failure.reason or "")
     assert sum(report.counts.values()) == 9
-    assert env.emulator.ledger.accepted == 8
+    assert emulated.emulator.ledger.accepted == 8
 
 
 @pytest.mark.parametrize("bad", [math.nan, 2**70], ids=["nan", "2**70"])
 @pytest.mark.anyio
-async def test_unsendable_value_aborts_with_on_invalid_abort(bad: Any) -> None:
+async def test_unsendable_value_aborts_with_on_invalid_abort(
+    emulated: EmulatedClient, bad: Any
+) -> None:
     """With on_invalid="abort" the send stops at the item, nothing of its chunk sent."""
     campaign = converter.structure(_broadcast(viber={"ttl": 60, "text": "Hi %name%"}), hy.Campaign)
     items = [{"phone_number": 380500000000 + i, "name": "Ann"} for i in range(6)]
     items[4]["amount"] = bad
-    async with emulated_client() as env:
-        report = await env.client.stream_broadcast(
-            campaign, items, chunk_size=3, on_invalid="abort"
-        )
+    report = await emulated.client.stream_broadcast(
+        campaign, items, chunk_size=3, on_invalid="abort"
+    )
     assert report.aborted is not None
     assert "recipients[4].amount" in report.aborted
     assert report.accepted == 3
@@ -348,6 +345,7 @@ def test_batch_item_with_an_unsendable_extra_key_is_named() -> None:
 
 @pytest.mark.anyio
 async def test_chunk_that_fails_to_encode_is_settled_not_sent(
+    emulated: EmulatedClient,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Should encoding fail anyway (the rule set bypassed here), the chunk is NOT_SENT (it
@@ -358,8 +356,7 @@ async def test_chunk_that_fails_to_encode_is_settled_not_sent(
         {"phone_number": 380500000000 + i, "name": "Ann"} for i in range(9)
     ]
     items[4]["name"] = {"a"}
-    async with emulated_client() as env:
-        report = await env.client.stream_broadcast(campaign, items, chunk_size=3)
+    report = await emulated.client.stream_broadcast(campaign, items, chunk_size=3)
     assert report.accepted == 6
     assert report.counts[hy.Outcome.NOT_SENT] == 3
     assert {c.state for c in report.chunks} == {
@@ -371,14 +368,13 @@ async def test_chunk_that_fails_to_encode_is_settled_not_sent(
 
 
 @pytest.mark.anyio
-async def test_single_request_with_a_nan_value_raises_naming_it() -> None:
+async def test_single_request_with_a_nan_value_raises_naming_it(emulated: EmulatedClient) -> None:
     """send_broadcast refuses a NaN value before sending (it was sent as null)."""
     campaign = converter.structure(_broadcast(viber={"ttl": 60, "text": "Hi %name%"}), hy.Campaign)
     recipient = hy.Recipient(380961111111, variables={"name": "Ann", "score": math.nan})
-    async with emulated_client() as env:
-        with pytest.raises(hy.ValidationError, match=r"recipients\[0\]\.score: must be a finite"):
-            await env.client.send_broadcast(campaign, [recipient])
-    assert env.emulator.ledger.accepted == 0
+    with pytest.raises(hy.ValidationError, match=r"recipients\[0\]\.score: must be a finite"):
+        await emulated.client.send_broadcast(campaign, [recipient])
+    assert emulated.emulator.ledger.accepted == 0
 
 
 DOCUMENTED_OPTIONS = {
