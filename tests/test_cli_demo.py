@@ -6,6 +6,9 @@ import subprocess
 import sys
 
 import orjson
+import pytest
+
+pytestmark = pytest.mark.slow  # a subprocess
 
 
 def test_demo_accounts_for_every_recipient_and_report() -> None:

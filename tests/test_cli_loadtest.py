@@ -10,6 +10,8 @@ import pytest
 
 from hyber_async.cli import main
 
+pytestmark = pytest.mark.slow  # load runs against an emulator in its own process
+
 JSON_KEYS = {
     "target_rate",
     "achieved_rate",

@@ -18,6 +18,8 @@ import pytest
 from hyber_async.emulator import DEMO_ACCOUNT, Emulator, EmulatorConfig, create_app
 from hyber_async.testing import TEST_TIME_SCALE, serving_emulator
 
+pytestmark = pytest.mark.slow  # subprocesses and a socket emulator
+
 SMS = ["--channels", "sms", "--sms-alpha-name", "GMSU", "--sms-ttl", "300"]
 """Flags of a valid SMS campaign."""
 

@@ -18,6 +18,8 @@ from conftest import FIXTURES
 from hyber_async.emulator import DEMO_ACCOUNT, EmulatorConfig, create_app
 from hyber_async.testing import TEST_TIME_SCALE, serving_emulator
 
+pytestmark = pytest.mark.slow  # subprocesses of a socket emulator
+
 BATCH = FIXTURES / "05-send-batch-sms-messages-request.json"
 MESSAGES = len(orjson.loads(BATCH.read_bytes())["messages"])
 

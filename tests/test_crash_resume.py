@@ -18,6 +18,8 @@ from hyber_async.emulator import DEMO_ACCOUNT, EmulatorConfig, create_app
 from hyber_async.journal import JournalLockedError, SqliteJournal
 from hyber_async.testing import serving_emulator
 
+pytestmark = pytest.mark.slow  # subprocesses killed and resumed
+
 RECIPIENTS = 3_000
 CHUNK = 100
 CAMPAIGN_SCRIPT = textwrap.dedent(

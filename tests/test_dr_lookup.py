@@ -185,6 +185,7 @@ async def test_a_bad_detail_is_refused_before_sending(dr: respx.MockRouter) -> N
 # --- reconcile over a socket emulator -------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_reconcile_refuses_without_a_dr_host_and_sends_nothing() -> None:
     """base_url= alone: reconcile(resend=True) raises ValidationError; nothing is resent."""
     async with emulated_client(socket=True, dr_base_url=None) as env:
@@ -221,6 +222,7 @@ async def html_404_host() -> AsyncIterator[str]:
         await anyio.to_thread.run_sync(server.__exit__, None, None, None)
 
 
+@pytest.mark.slow
 async def test_an_html_404_from_the_dr_host_never_leads_to_a_resend() -> None:
     """Accepted, then a 500: a DR host answering HTML 404 makes reconcile raise, not resend."""
     async with (
@@ -245,6 +247,7 @@ SCENARIOS = {
 """fault of the send, recipients that got through beside it, (found, not found)."""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("resend", [False, True], ids=["no-resend", "resend"])
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 async def test_reconcile_over_a_socket_resolves_unknown_chunks(scenario: str, resend: bool) -> None:
@@ -271,6 +274,7 @@ async def test_reconcile_over_a_socket_resolves_unknown_chunks(scenario: str, re
     assert env.emulator.ledger.duplicates() == {}
 
 
+@pytest.mark.slow
 async def test_lookup_concurrency_errors_surface_as_themselves() -> None:
     """A lookup that fails (a 500 on every attempt) raises its own error, not a group."""
     async with emulated_client(socket=True) as env:
@@ -284,7 +288,9 @@ async def test_lookup_concurrency_errors_surface_as_themselves() -> None:
     assert env.emulator.ledger.accepted == 0
 
 
-@pytest.mark.parametrize("socket", [False, True], ids=["in-process", "socket"])
+@pytest.mark.parametrize(
+    "socket", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["in-process", "socket"]
+)
 async def test_the_emulated_client_is_given_the_dr_host(socket: bool) -> None:
     """hyber_async.testing wires dr_base_url to the emulator (it serves the lookups)."""
     async with emulated_client(socket=socket) as env:

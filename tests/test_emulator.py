@@ -333,7 +333,9 @@ async def test_batch_text_goes_to_every_channel(raw: tuple[httpx.AsyncClient, Em
 # --- the foundation client against the emulator, all five endpoints ---------------------------
 
 
-@pytest.fixture(params=[False, True], ids=["in-process", "socket"])
+@pytest.fixture(
+    params=[False, pytest.param(True, marks=pytest.mark.slow)], ids=["in-process", "socket"]
+)
 def socket(request: pytest.FixtureRequest) -> bool:
     """Run the client test in-process and over a loopback socket."""
     return bool(request.param)

@@ -19,7 +19,7 @@ import hyber_async as hy
 from hyber_async.emulator import ChannelOutcomes, EmulatorConfig, create_app, running_server
 from hyber_async.testing import EmulatedClient, emulated_client
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # callbacks posted to receivers
 
 SINGLE, BATCHED = (orjson.loads(next(FIXTURES.glob(f"{n}-*.json")).read_bytes()) for n in (19, 20))
 DELIVER = ChannelOutcomes(deliver=1.0, fail=0.0)

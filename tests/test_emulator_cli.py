@@ -13,6 +13,8 @@ from conftest import FIXTURES
 
 from hyber_async.cli import main
 
+pytestmark = pytest.mark.slow  # subprocesses
+
 
 def test_the_module_serves_an_emulator_and_prints_how_to_reach_it() -> None:
     """python -m hyber_async.emulator --port 0 prints a base URL and credentials that work."""

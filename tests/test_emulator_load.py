@@ -45,6 +45,7 @@ def test_lognormal_latency_has_the_configured_median_and_p99() -> None:
     assert draws[int(0.99 * len(draws))] == pytest.approx(0.2, rel=0.1)
 
 
+@pytest.mark.slow
 def test_listening_socket_disables_nagle() -> None:
     """Accepted connections have TCP_NODELAY (else each kept-alive answer waits ~40 ms)."""
     with listening_socket("127.0.0.1", 0) as server:
@@ -54,6 +55,7 @@ def test_listening_socket_disables_nagle() -> None:
             assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_capacity_sheds_with_503_and_retry_after() -> None:
     """Requests in flight beyond the capacity are answered 503 with Retry-After, counted."""
@@ -83,6 +85,7 @@ async def test_capacity_sheds_with_503_and_retry_after() -> None:
     assert stats["max_in_flight"] == 1
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_stall_holds_answers_until_it_ends() -> None:
     """An answer due during a stall comes no earlier than the stall's end."""

@@ -17,6 +17,8 @@ import hyber_async as hy
 from hyber_async.emulator import DEMO_ACCOUNT, Emulator, EmulatorConfig, ErrorCodes, create_app
 from hyber_async.testing import emulated_client, serving_emulator
 
+pytestmark = pytest.mark.slow  # real sockets
+
 REQUESTS = sorted(p for p in FIXTURES.glob("*.json") if int(p.name[:2]) <= 15)
 ASYNC_ANSWER, SYNC_ANSWER, STATUS_ANSWER = (
     orjson.loads(next(FIXTURES.glob(f"{n}-*.json")).read_bytes()) for n in (16, 17, 18)

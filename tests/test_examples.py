@@ -24,6 +24,8 @@ from _support import read_body
 from hyber_async.emulator import DEMO_ACCOUNT, Emulator, EmulatorConfig, create_app, running_server
 from hyber_async.testing import serving_emulator
 
+pytestmark = pytest.mark.slow  # the examples' services run as subprocesses
+
 EXAMPLES = Path(__file__).parent.parent / "examples"
 SECRET = "examples-test-secret-0123456789"
 RECIPIENTS = 500

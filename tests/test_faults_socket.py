@@ -27,7 +27,7 @@ from hyber_async.testing import (
     serving_emulator,
 )
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # real sockets and their timeouts
 
 TOTAL = 30
 CHUNK = 10

@@ -164,6 +164,7 @@ def _unique(body: Any) -> Any:
     return body
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("block", "path"),
     [(b, path) for b in of_kind(*ENDPOINTS) for path in ENDPOINTS[b.kind]],

@@ -13,7 +13,7 @@ import hyber_async as hy
 from hyber_async._config import DEFAULT_MAX_CONNECTIONS
 from hyber_async.testing import emulated_client
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # 100,000 recipients over a socket
 
 CAMPAIGNS: Final = 50
 RECIPIENTS: Final = 2_000

@@ -141,6 +141,7 @@ def test_summary_compare_and_html() -> None:
 CHROMIUM = Path("/usr/bin/chromium")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install)"
 )
@@ -176,6 +177,7 @@ def test_html_report_draws_its_plots_in_headless_chromium(tmp_path: Path) -> Non
     assert shot.stat().st_size > 20_000
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 @pytest.mark.parametrize(("kind", "sync"), [("broadcast", False), ("batch", True)])
 async def test_closed_loop_counts_outcomes_and_statuses(kind: str, sync: bool) -> None:
@@ -205,6 +207,7 @@ async def test_closed_loop_counts_outcomes_and_statuses(kind: str, sync: bool) -
     assert emulator.ledger.accepted == result["recipients"]
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_follow_reports_time_to_final_and_delivered_share() -> None:
     """Following the accepted jobs accounts every message as delivered, expired or failed and
@@ -232,6 +235,7 @@ async def test_follow_reports_time_to_final_and_delivered_share() -> None:
     assert result["requests"] == {"200": result["request_count"]}
 
 
+@pytest.mark.slow
 def test_core_library_does_not_import_the_loadtest_extra() -> None:
     """Importing hyber_async and its CLI loads neither hdrhistogram nor plotly."""
     code = (

@@ -14,6 +14,8 @@ from hyber_async.emulator import DEMO_ACCOUNT
 from hyber_async.loadtest import Target, Workload, emulator_process, run
 from hyber_async.loadtest._recorder import decode
 
+pytestmark = pytest.mark.slow  # load runs measured against the clock
+
 
 def _target(url: str) -> Target:
     return Target(url, DEMO_ACCOUNT.client_id, DEMO_ACCOUNT.login, DEMO_ACCOUNT.password)

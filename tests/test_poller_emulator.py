@@ -91,6 +91,7 @@ async def test_poll_jobs_ends_with_a_final_update_per_job(emulated: EmulatedClie
     assert all(u.error is None for u in updates)
 
 
+@pytest.mark.slow
 async def test_deadline_shorter_than_the_cascade_names_pending_jobs() -> None:
     """In real time a 60 s ttl cannot pass within the deadline: every job is named pending."""
     async with emulated_client(EmulatorConfig(time_scale=1)) as emulated:

@@ -25,6 +25,8 @@ from hyber_async._codec import decode_answer
 from hyber_async._errors import raise_for_answer
 from hyber_async.testing import emulated_client
 
+pytestmark = pytest.mark.slow  # Hypothesis runs many sends
+
 FULL: Final = os.environ.get("HYBER_FULL") == "1"
 """The full profile: ``HYBER_FULL=1``."""
 SENDS: Final = settings(

@@ -169,6 +169,7 @@ def http() -> Iterator[tuple[Any, httpx.Client]]:
         yield emulator, client
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("endpoint", ["batch", "broadcast", "batch/sync", "broadcast/sync"])
 def test_the_emulator_accepts_the_example_over_a_socket(
     http: tuple[Any, httpx.Client], endpoint: str
@@ -190,6 +191,7 @@ def test_the_emulator_accepts_the_example_over_a_socket(
     assert message["content"]["push"]["title"] == "Title for Push"
 
 
+@pytest.mark.slow
 def test_the_emulator_refuses_a_bad_push_ttl_naming_it(http: tuple[Any, httpx.Client]) -> None:
     """A raw request with a push ttl of 86401 is answered 400 naming the field."""
     _, client = http
@@ -199,6 +201,7 @@ def test_the_emulator_refuses_a_bad_push_ttl_naming_it(http: tuple[Any, httpx.Cl
     assert "channel_options.push.ttl" in answer.json()["error_text"]
 
 
+@pytest.mark.slow
 def test_a_delivered_push_is_final_in_the_status_report(http: tuple[Any, httpx.Client]) -> None:
     """After the clock passes, the message is delivered via push with the emulator's codes."""
     emulator, client = http
@@ -237,6 +240,7 @@ class Collector:
         await send({"type": "http.response.body", "body": b""})
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     ("push", "sms", "expected"),
@@ -279,6 +283,7 @@ async def test_push_cascades_to_the_next_channel(
     assert ("total_sms_parts" in body) == (channel == "sms")
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_a_failed_push_only_message_reports_its_code() -> None:
     """With push the only channel, a failure ends the cascade with the push codes."""

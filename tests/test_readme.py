@@ -42,6 +42,7 @@ def test_readme_names_no_file_a_user_does_not_have() -> None:
     assert [n for n in paths if not (README.parent / n).exists()] == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)))
 def test_readme_example_runs(index: int, tmp_path: Path) -> None:
     """Each ```python block of the README runs to the end without an error, at the emulator

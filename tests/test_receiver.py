@@ -437,6 +437,7 @@ async def aiohttp_url(recorder: Recorder) -> AsyncIterator[str]:
         yield url
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_aiohttp_handler_accepts_and_deduplicates(
@@ -450,6 +451,7 @@ async def test_aiohttp_handler_accepts_and_deduplicates(
     assert len(recorder.reports) == 3
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_aiohttp_handler_basic_auth_and_refusals(
@@ -473,6 +475,7 @@ async def chunks_of(body: bytes) -> AsyncIterator[bytes]:
         yield body[start : start + 64]
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 @pytest.mark.parametrize("chunked", [False, True])
@@ -488,6 +491,7 @@ async def test_aiohttp_handler_body_above_limit_is_413(recorder: Recorder, chunk
     assert response.status_code == 413
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_aiohttp_client_leaving_mid_body_logs_no_error(

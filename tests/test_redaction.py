@@ -201,6 +201,7 @@ async def answer_once(stream: SocketStream, status: str, body: bytes) -> None:
         )
 
 
+@pytest.mark.slow
 async def test_debug_logs_of_a_real_connection_hide_the_password(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

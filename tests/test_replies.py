@@ -160,6 +160,7 @@ async def test_receiver_wants_the_secret_in_the_path(
     assert recorder.replies == []
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_receiver_through_aiohttp() -> None:
@@ -287,6 +288,7 @@ async def test_emulator_reply_route_refuses_what_it_cannot_do(
     assert emulator.callbacks.stats.replies == 0
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_socket_emulator_posts_a_reply_to_a_socket_receiver() -> None:
     """Over real loopback sockets both ways: the emulator's reply reaches the receiver."""

@@ -163,6 +163,7 @@ def parses_or_raises_report_parse_error(body: bytes) -> None:
     assert all(isinstance(r.phone_number, int) for r in reports)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=64))
 def test_random_bytes_raise_only_report_parse_error(body: bytes) -> None:
@@ -170,6 +171,7 @@ def test_random_bytes_raise_only_report_parse_error(body: bytes) -> None:
     parses_or_raises_report_parse_error(body)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(JSON_VALUES)
 def test_random_json_raises_only_report_parse_error(value: Any) -> None:
@@ -177,6 +179,7 @@ def test_random_json_raises_only_report_parse_error(value: Any) -> None:
     parses_or_raises_report_parse_error(orjson.dumps(value))
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(mutated_reports())
 def test_mutated_reports_raise_only_report_parse_error(value: Any) -> None:
@@ -184,6 +187,7 @@ def test_mutated_reports_raise_only_report_parse_error(value: Any) -> None:
     parses_or_raises_report_parse_error(orjson.dumps(value))
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from([SINGLE, BATCHED, TEMPLATE]), st.data())
 def test_corrupted_bytes_raise_only_report_parse_error(body: bytes, data: st.DataObject) -> None:

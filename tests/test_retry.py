@@ -242,6 +242,7 @@ class Slow:
         return httpx.Response(200, json=JOB)
 
 
+@pytest.mark.slow
 async def test_deadline_ends_a_slow_post(api: respx.MockRouter) -> None:
     """A POST whose server is slower than Timeouts.total is OutcomeUnknown, with extra_ids."""
     server = Slow()
@@ -255,6 +256,7 @@ async def test_deadline_ends_a_slow_post(api: respx.MockRouter) -> None:
     assert server.calls == 1
 
 
+@pytest.mark.slow
 async def test_deadline_ends_a_slow_get(api: respx.MockRouter) -> None:
     """A GET whose server is slower than Timeouts.total is OutcomeUnknown too."""
     api.get("/status/job-1").mock(side_effect=Slow())
@@ -263,6 +265,7 @@ async def test_deadline_ends_a_slow_get(api: respx.MockRouter) -> None:
             await client.get_status("job-1")
 
 
+@pytest.mark.slow
 async def test_deadline_during_backoff_raises_the_last_error(api: respx.MockRouter) -> None:
     """When the deadline passes while waiting to retry, the last answer's error is raised."""
     route = api.post("/batch").mock(side_effect=answers(429, "30"))
@@ -274,6 +277,7 @@ async def test_deadline_during_backoff_raises_the_last_error(api: respx.MockRout
     assert route.call_count == 1
 
 
+@pytest.mark.slow
 async def test_deadline_during_backoff_keeps_the_cause(api: respx.MockRouter) -> None:
     """A NotSentError raised at the deadline is still chained to the httpx error."""
     route = api.post("/batch").mock(side_effect=raises(httpx.ConnectError))
@@ -285,6 +289,7 @@ async def test_deadline_during_backoff_keeps_the_cause(api: respx.MockRouter) ->
     assert route.call_count == 1
 
 
+@pytest.mark.slow
 async def test_deadline_after_a_not_sent_attempt_is_outcome_unknown(
     api: respx.MockRouter,
 ) -> None:

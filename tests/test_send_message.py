@@ -200,6 +200,7 @@ async def test_the_documented_error_answer_is_a_bad_request(api: Any) -> None:
 # --- the emulator ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("request_block", CASES)
 async def test_the_emulator_accepts_every_documented_request_over_a_socket(
     request_block: Block,
@@ -219,6 +220,7 @@ async def test_the_emulator_accepts_every_documented_request_over_a_socket(
     assert (report.extra_id, report.phone_number) == (body["extra_id"], "380961111111")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("request_block", CASES)
 async def test_send_message_sends_every_documented_request_to_the_emulator(
     request_block: Block,
@@ -319,6 +321,7 @@ async def test_the_emulator_answers_a_bad_phone_number_as_documented() -> None:
     assert emulator.ledger.accepted == 0
 
 
+@pytest.mark.slow
 async def test_a_5xx_after_accepting_is_not_resent_and_the_message_is_found() -> None:
     """The emulator accepts, then answers 500: the client raises (OutcomeUnknownError with the
     extra_id), sends nothing again, and the lookup finds the one message."""

@@ -197,6 +197,7 @@ async def test_reset_after_accept_is_unknown_and_not_resent(emulated: EmulatedCl
     assert emulated.emulator.ledger.requests == 1
 
 
+@pytest.mark.slow
 async def test_answer_slower_than_the_deadline_is_unknown() -> None:
     """A response slower than the call's deadline: UNKNOWN, never resent."""
     async with emulated_client(timeouts=hy.Timeouts(total=0.2)) as env:
@@ -206,6 +207,7 @@ async def test_answer_slower_than_the_deadline_is_unknown() -> None:
     assert env.emulator.ledger.requests == 1
 
 
+@pytest.mark.slow
 async def test_connection_refused_is_not_sent() -> None:
     """No server at all: every recipient NOT_SENT after the retries."""
     with anyio.fail_after(10):
@@ -345,6 +347,7 @@ async def _peak_traced_bytes(size: int) -> int:
     return peak
 
 
+@pytest.mark.slow
 async def test_memory_stays_flat_whatever_the_input_size(anyio_backend: str) -> None:
     """Peak memory for 1,000,000 recipients from a generator, sent over a loopback socket to a
     stateless server, is that of 100,000 (the server thread's own allocations included)."""

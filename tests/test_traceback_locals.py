@@ -116,6 +116,7 @@ PATHS: list[tuple[str, Answer, Call, type[hy.HyberError]]] = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 @pytest.mark.filterwarnings(
     "ignore:Async generator .* was garbage collected before it had been exhausted:ResourceWarning"
@@ -134,6 +135,7 @@ async def test_an_error_answer_or_transport_failure_shows_no_credential(
     assert_no_secret_in_locals(caught.value)
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_a_refused_connection_shows_no_credential() -> None:
     """Nothing listens: NotSentError, with httpx's and httpcore's chained errors."""
@@ -174,6 +176,7 @@ class _UnwritableBackend(httpcore.AsyncNetworkBackend):
         await self.inner.sleep(seconds)
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_a_failure_to_write_the_request_head_shows_no_credential() -> None:
     """The frames that write the request head hold the raw header (h11's event, httpcore's
