@@ -13,7 +13,7 @@ import pytest
 from hyber_async.emulator import DEMO_ACCOUNT, EmulatorConfig, create_app
 from hyber_async.testing import serving_emulator
 
-README = Path(__file__).parent.parent / "README.md"
+README = Path(__file__).parents[2] / "README.md"
 TEXT = README.read_text(encoding="utf-8")
 PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", TEXT, flags=re.S)
 

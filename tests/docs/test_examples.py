@@ -26,7 +26,7 @@ from hyber_async.testing import serving_emulator
 
 pytestmark = pytest.mark.slow  # the examples' services run as subprocesses
 
-EXAMPLES = Path(__file__).parent.parent / "examples"
+EXAMPLES = Path(__file__).parents[2] / "examples"
 SECRET = "examples-test-secret-0123456789"
 RECIPIENTS = 500
 WAIT = 60.0

@@ -1,7 +1,8 @@
 """Properties (Hypothesis): random inputs and fault schedules; random and mutated answers.
 
 Profiles: by default a CI profile (few examples, seconds); ``HYBER_FULL=1`` runs the full
-profile (many more examples), e.g. ``HYBER_FULL=1 python -m pytest tests/test_properties.py``.
+profile (many more examples), e.g.
+``HYBER_FULL=1 python -m pytest tests/reliability/test_properties.py``.
 """
 
 from __future__ import annotations
