@@ -34,8 +34,8 @@
     ├── SourceError                        a problem in an input file (the command line's)
     └── UsageError                         a command-line setting that cannot work
 
-Every exception class of the package is defined here (``tests/test_layering.py`` checks it),
-and no code raises a bare ``ValueError`` or ``TypeError``: the subclasses above keep an
+Every exception class of the package is defined here (``tests/client/test_error_tree.py``
+checks it), and no code raises a bare ``ValueError`` or ``TypeError``: the subclasses above keep an
 existing ``except ValueError`` / ``except TypeError`` working.
 
 The API has no idempotency key, so the distinction between ``NotSentError`` and

@@ -91,7 +91,7 @@ class _BasicAuth(httpx.Auth):
     Below httpx, httpcore and h11 hold the header in forms that do not redact (the raw header
     list, h11's request event), but only in the frames that write the request head, and
     httpcore does not raise from there: a write failure surfaces as the read failure after it,
-    from frames that hold neither (tests/test_traceback_locals.py renders each case).
+    from frames that hold neither (tests/client/test_traceback_locals.py renders each case).
     """
 
     __slots__ = ("_header",)

@@ -1,8 +1,10 @@
-"""Shared builders of the client tests: credentials, a client on a mocked base URL, campaigns."""
+"""Shared builders of the tests: credentials, a client on a mocked base URL, campaigns, rows."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import hyber_async as hy
@@ -81,3 +83,52 @@ RECIPIENTS = (
     hy.Recipient(380961111111, "AD-1", {"name": "Ann"}),
     hy.Recipient(380962222222, "AD-2", {"name": "Bob"}),
 )
+CASCADE = hy.Campaign(
+    channels=(hy.Channel.VIBER, hy.Channel.SMS),
+    channel_options=hy.ChannelOptions(
+        viber=hy.ViberOptions(ttl=60, text="Dear %name%"),
+        sms=hy.SmsOptions(alpha_name="GMSU", ttl=300, text="Dear %name%"),
+    ),
+)
+"""A valid Viber-then-SMS broadcast whose texts use ``%name%`` (``rows`` fill it)."""
+SMS_BROADCAST = hy.Campaign(
+    channels=(hy.Channel.SMS,),
+    channel_options=hy.ChannelOptions(
+        sms=hy.SmsOptions(alpha_name="GMSU", ttl=300, text="Hi %name%")
+    ),
+)
+"""A valid SMS broadcast whose text uses ``%name%`` (``rows`` fill it)."""
+
+
+def rows(n: int, start: int = 0, prefix: str = "r") -> Iterator[dict[str, Any]]:
+    """``n`` broadcast rows from index ``start``: distinct phone numbers, the extra_ids
+    ``{prefix}-{index}`` and the name Ann."""
+    for i in range(start, start + n):
+        yield {"phone_number": 380_500_000_000 + i, "extra_id": f"{prefix}-{i}", "name": "Ann"}
+
+
+async def read_body(receive: Any) -> bytes:
+    """The whole request body of an ASGI request, however many messages it came in."""
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+@contextlib.asynccontextmanager
+async def aiohttp_serving(route: str, handler: Any, method: str = "POST") -> AsyncIterator[str]:
+    """An aiohttp app routing ``method`` ``route`` to ``handler`` on a free loopback port, for
+    the block; yields its base URL (asyncio only, as aiohttp)."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    app = web.Application()
+    app.router.add_route(method, route, handler)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        await server.close()
