@@ -57,6 +57,28 @@ def add(commands: Any) -> None:
         metavar="S",
         help="seconds an idle keep-alive connection stays open (default 5)",
     )
+    parser.add_argument(
+        "--rate-limit",
+        type=_rate,
+        default=None,
+        metavar="N",
+        help="the account quota: messages per second (429 with Retry-After beyond it; "
+        "default none; change it at run time with POST /_emulator/quota)",
+    )
+    parser.add_argument(
+        "--request-rate-limit",
+        type=_rate,
+        default=None,
+        metavar="N",
+        help="the account quota: send requests per second (default none)",
+    )
+    parser.add_argument(
+        "--quota-burst",
+        type=_seconds,
+        default=1.0,
+        metavar="S",
+        help="seconds' worth of the quota a client may be ahead by before it is refused",
+    )
     parser.add_argument("--log-level", default="info", help="uvicorn log level")
     parser.set_defaults(run=_run_emulator)
 
@@ -72,6 +94,17 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _rate(text: str) -> float:
+    """A rate > 0, for argparse."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a number per second > 0, got {text!r}")
+    return value
+
+
 def _run_emulator(args: argparse.Namespace) -> int:
     account = Account(client_id=args.client_id, login=args.login, password=args.password)
     seed = args.seed if args.seed is not None else secrets.randbits(63)
@@ -81,6 +114,9 @@ def _run_emulator(args: argparse.Namespace) -> int:
         time_scale=args.time_scale,
         callback_batch_size=args.callback_batch_size,
         callback_period=args.callback_period,
+        rate_limit=args.rate_limit,
+        request_rate_limit=args.request_rate_limit,
+        quota_burst=args.quota_burst,
     )
 
     def ready(url: str) -> None:
@@ -89,7 +125,7 @@ def _run_emulator(args: argparse.Namespace) -> int:
         print(f"  client_id: {account.client_id}")
         print(f"  login:     {account.login}")
         print(f"  password:  {account.password}")
-        print(f"  admin:     {url}/_emulator/ledger  (also /faults, /clock, /callbacks)")
+        print(f"  admin:     {url}/_emulator/ledger  (also /faults, /quota, /clock, /callbacks)")
         print(
             f"  HyberClient(client_id={account.client_id!r}, login={account.login!r}, "
             f"password=..., base_url={url!r}, dr_base_url={url!r})",

@@ -11,6 +11,7 @@ import attrs
 
 from .._models import Channel
 from ._faults import Faults
+from ._quota import QuotaSettings
 
 __all__ = ["DEMO_ACCOUNT", "Account", "ChannelOutcomes", "EmulatorConfig"]
 
@@ -106,6 +107,10 @@ class EmulatorConfig:
       flight per callback URL.
     - ``faults``: the faults active from the start (``emulator.faults`` changes them later).
     - ``max_body_bytes``: larger request bodies are answered 413.
+    - ``rate_limit``, ``request_rate_limit``: the account quota, in messages and in send
+      requests per second per account (``None``: none), tolerating ``quota_burst`` seconds'
+      worth ahead; beyond it a send is refused 429 with ``Retry-After`` (see ``_quota.py``;
+      ``emulator.quota`` changes it later).
     """
 
     accounts: tuple[Account, ...] = attrs.field(default=(DEMO_ACCOUNT,), converter=_accounts)
@@ -123,7 +128,15 @@ class EmulatorConfig:
     callback_concurrency: int = attrs.field(default=4, validator=_positive)
     faults: Faults = attrs.field(factory=Faults, eq=False)
     max_body_bytes: int = attrs.field(default=100 * 2**20, validator=_positive)
+    rate_limit: float | None = None
+    request_rate_limit: float | None = None
+    quota_burst: float = 1.0
 
     def __attrs_post_init__(self) -> None:
         if math.isinf(self.time_scale):
             raise ValueError("time_scale must be finite")
+        self.quota_settings()  # checks the quota fields
+
+    def quota_settings(self) -> QuotaSettings:
+        """The quota this emulator starts with."""
+        return QuotaSettings(self.rate_limit, self.request_rate_limit, self.quota_burst)
