@@ -69,6 +69,7 @@ from ._poller import (
     poll_jobs,
     wait_for_jobs,
 )
+from ._rate import Throttling
 from ._reports import (
     DeliveryReportReceiver,
     InvalidItem,
@@ -152,6 +153,7 @@ __all__ = [
     "SmsOptions",
     "Status",
     "SyncResult",
+    "Throttling",
     "Timeouts",
     "UnexpectedResponseError",
     "UserReply",

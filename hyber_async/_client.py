@@ -7,6 +7,7 @@ through the small protocols they declare, so none of them imports this module.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -51,6 +52,7 @@ from ._poller import (
     PollOptions,
     finish_polling,
 )
+from ._rate import RateController, Throttling
 from ._reconcile import NO_DR_HOST, reconcile
 from ._send_report import SendReport
 from ._sender import (
@@ -91,6 +93,13 @@ class HyberClient:
 
     Every method validates its input before sending (``ValidationError``), bounds the whole call
     by ``timeouts.total`` and retries by ``retry``; see ``RetryPolicy`` for what is resent.
+
+    Every send of the client (all its campaigns) goes through one adaptive rate controller
+    that learns the account's quota in messages per second from the server's refusals (429,
+    503 with ``Retry-After``): it backs off on them, probes upward while answers are clean,
+    and serves waiting requests in FIFO order (see ``hyber_async._rate``). ``rate_control=False``
+    turns it off; ``rate_limit=`` seeds it with a known quota (messages per second) to start
+    at instead of sending unpaced until the first refusal. A campaign's ``max_rate`` caps it.
     """
 
     def __init__(
@@ -108,6 +117,8 @@ class HyberClient:
         dr_base_url: str | None = None,
         answer_limits: AnswerLimits = DEFAULT_ANSWER_LIMITS,
         message_base_url: str | None = None,
+        rate_control: bool = True,
+        rate_limit: float | None = None,
     ) -> None:
         secret = None if password is None else _Secret(password)
         del password  # from here on only redacting holders show in a traceback's locals
@@ -138,6 +149,7 @@ class HyberClient:
             max_connections=max_connections,
             answer_limits=answer_limits,
             http_client=http_client,
+            rate=_rate_controller(rate_control, rate_limit),
         )
 
     @property
@@ -492,7 +504,9 @@ class HyberClient:
             raise ValidationError(problems)
         extra_ids = () if request.extra_id is None else (request.extra_id,)
         body = orjson.dumps(wire)
-        response = await self.request("POST", "", body, extra_ids, base=self.message_base_url)
+        response = await self.request(
+            "POST", "", body, extra_ids, base=self.message_base_url, items=1
+        )
         try:
             return decode_answer(response, MessageAccepted)
         except UnexpectedResponseError as exc:
@@ -528,11 +542,27 @@ class HyberClient:
         *,
         base: httpx.URL | None = None,
         items: int = MAX_ITEMS,
+        throttling: Throttling | None = None,
     ) -> httpx.Response:
         """Send one request to ``path`` with retries (see ``Transport.request``)."""
         return await self._transport.request(
-            method, path, content, extra_ids, base=base, items=items
+            method, path, content, extra_ids, base=base, items=items, throttling=throttling
         )
+
+
+def _rate_controller(rate_control: bool, rate_limit: float | None) -> RateController | None:
+    """The client's rate controller: ``None`` when turned off; seeded with ``rate_limit``."""
+    if rate_limit is not None and not (
+        type(rate_limit) in (int, float) and math.isfinite(rate_limit) and rate_limit > 0
+    ):
+        message = f"must be a positive finite number of messages per second, got {rate_limit!r}"
+        raise ValidationError([Problem("rate_limit", message)])
+    if not rate_control:
+        if rate_limit is not None:
+            message = "seeds the rate controller: it needs rate_control=True"
+            raise ValidationError([Problem("rate_limit", message)])
+        return None
+    return RateController(rate_limit)
 
 
 def _in_request_order(

@@ -160,7 +160,9 @@ class ChunkPoster:
     async def _post(self, record: ChunkRecord) -> None:
         closed = self.client.is_closed
         try:
-            response = await self.client.request("POST", self.path, record.body, items=record.sent)
+            response = await self.client.request(
+                "POST", self.path, record.body, items=record.sent, throttling=self.report.throttling
+            )
         except HyberError as error:
             record.error_code = getattr(error, "error_code", None)
             self.finish(record, ChunkState(outcome_of_error(error).value), str(error))
@@ -305,6 +307,7 @@ class ChunkPoster:
             unknown=counts[Outcome.UNKNOWN],
             chunks_done=self.chunks_done,
             elapsed=anyio.current_time() - self.started,
+            throttling=attrs.evolve(self.report.throttling),
         )
         result = self.on_progress(progress)
         if inspect.isawaitable(result):

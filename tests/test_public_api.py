@@ -74,6 +74,7 @@ EXPECTED_ALL = [
     "SmsOptions",
     "Status",
     "SyncResult",
+    "Throttling",
     "Timeouts",
     "UnexpectedResponseError",
     "UserReply",
