@@ -44,9 +44,9 @@ from hyber_async.emulator import DEMO_ACCOUNT
 
 WARM_UP = 5.0
 SAMPLE = 0.25
+SMS = {"text": "Hi", "alpha_name": "GMSU", "ttl": 300}
 CAMPAIGN = hy.converter.structure(
-    {"channels": ["sms"], "channel_options": {"sms": {"text": "Hi", "alpha_name": "GMSU", "ttl": 300}}},
-    hy.Campaign,
+    {"channels": ["sms"], "channel_options": {"sms": SMS}}, hy.Campaign
 )
 
 
@@ -115,7 +115,7 @@ async def scenario(
     quota: float, campaigns: int, seconds: float, changes: list[tuple[float, float]]
 ) -> Run:
     """Send ``campaigns`` campaigns for ``seconds`` under ``quota`` (changed at ``changes``)."""
-    run = Run(quotas=[(0.0, quota)] + changes)
+    run = Run(quotas=[(0.0, quota), *changes])
     chunk = max(50, int(quota / 20))
     with emulator_process(quota) as url:
         started = time.monotonic()
@@ -205,9 +205,7 @@ def steady_row(quota: float, campaigns: int, seconds: float, run: Run) -> str:
     rate = run.rate(WARM_UP, min(seconds, end))
     last = run.samples[-1]
     refused_share = last[3] / max(1, last[1] + last[3])
-    fairness = jain(
-        [accepted_between(t, WARM_UP, seconds) for t in run.progress.values()]
-    )
+    fairness = jain([accepted_between(t, WARM_UP, seconds) for t in run.progress.values()])
     return (
         f"| {quota:,.0f} | {campaigns} | {rate:,.0f} | {rate / quota:.2f} | "
         f"{refused_share:.1%} ({last[3]}/{last[1] + last[3]}) | "
@@ -250,7 +248,7 @@ def plot(runs: list[tuple[str, Run]], path: str) -> None:
         ax.plot([t for t, _ in offered], [r for _, r in offered], label="offered", alpha=0.6)
         ax.plot([t for t, _ in accepted], [r for _, r in accepted], label="accepted")
         end = run.samples[-1][0]
-        steps = run.quotas + [(end, run.quotas[-1][1])]
+        steps = [*run.quotas, (end, run.quotas[-1][1])]
         ax.step([t for t, _ in steps], [q for _, q in steps], where="post", label="quota", ls="--")
         ax.set_title(title, fontsize=9)
         ax.set_ylabel("messages/s")
@@ -279,8 +277,10 @@ async def main() -> None:
             if campaigns == max(args.campaigns):
                 plotted.append((f"quota {quota:,.0f}/s, {campaigns} campaigns", run))
     print()
-    print("| quota msg/s | campaigns | back under after halving | >= 0.8x after doubling "
-          "| 429s | ledger |")
+    print(
+        "| quota msg/s | campaigns | back under after halving | >= 0.8x after doubling "
+        "| 429s | ledger |"
+    )
     print("|---|---:|---:|---:|---:|---|")
     q = args.change_quota
     third = args.seconds / 2
