@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import contextlib
+import resource
 import subprocess
 import sys
 import time
@@ -97,6 +98,8 @@ class Run:
     """Per campaign: (seconds since start, accepted so far)."""
     reports: list[hy.SendReport] = attrs.field(factory=list)
     ledger: dict[str, Any] = attrs.field(factory=dict)
+    cpu: tuple[float, float] = (0.0, 0.0)
+    """CPU seconds (user + system) of the client's process and of the emulator's."""
 
     def rate(self, start: float, end: float, offered: bool = False) -> float:
         """Messages per second the emulator accepted (or was offered) between two times."""
@@ -117,11 +120,12 @@ async def scenario(
     """Send ``campaigns`` campaigns for ``seconds`` under ``quota`` (changed at ``changes``)."""
     run = Run(quotas=[(0.0, quota), *changes])
     chunk = max(50, int(quota / 20))
+    mine, children = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
     with emulator_process(quota) as url:
         started = time.monotonic()
         deadline = started + seconds
         async with (
-            httpx.AsyncClient(base_url=url) as admin,
+            httpx.AsyncClient(base_url=url, timeout=120) as admin,
             hy.HyberClient(
                 DEMO_ACCOUNT.client_id,
                 DEMO_ACCOUNT.login,
@@ -174,7 +178,16 @@ async def scenario(
                 await anyio.sleep(SAMPLE * 2)
                 sampler.cancel_scope.cancel()
             run.ledger = (await admin.get("/_emulator/ledger")).json()
+    run.cpu = (
+        _cpu(resource.RUSAGE_SELF) - mine,
+        _cpu(resource.RUSAGE_CHILDREN) - children,
+    )
     return run
+
+
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def accepted_between(track: list[tuple[float, int]], start: float, end: float) -> int:
@@ -205,11 +218,16 @@ def steady_row(quota: float, campaigns: int, seconds: float, run: Run) -> str:
     rate = run.rate(WARM_UP, min(seconds, end))
     last = run.samples[-1]
     refused_share = last[3] / max(1, last[1] + last[3])
+    times = [s[0] for s in run.samples]
+    warm = run.samples[bisect.bisect_left(times, WARM_UP)]
+    late_refused = last[3] - warm[3]
+    late_share = late_refused / max(1, last[1] + last[3] - warm[1] - warm[3])
     fairness = jain([accepted_between(t, WARM_UP, seconds) for t in run.progress.values()])
     return (
         f"| {quota:,.0f} | {campaigns} | {rate:,.0f} | {rate / quota:.2f} | "
-        f"{refused_share:.1%} ({last[3]}/{last[1] + last[3]}) | "
-        f"{fairness:.3f} | {'yes' if ledger_ok(run) else 'NO'} |"
+        f"{refused_share:.1%} ({last[3]}/{last[1] + last[3]}) | {late_share:.1%} | "
+        f"{fairness:.3f} | {'yes' if ledger_ok(run) else 'NO'} | "
+        f"{run.cpu[0]:.0f} s / {run.cpu[1]:.0f} s |"
     )
 
 
@@ -268,8 +286,11 @@ async def main() -> None:
     parser.add_argument("--plot", default=None, help="write the rate-over-time plot here")
     args = parser.parse_args()
     plotted: list[tuple[str, Run]] = []
-    print("| quota msg/s | campaigns | accepted msg/s | accepted/quota | 429s | Jain | ledger |")
-    print("|---:|---:|---:|---:|---:|---:|---|")
+    print(
+        "| quota msg/s | campaigns | accepted msg/s | accepted/quota | 429s "
+        "| 429s after warm-up | Jain | ledger | CPU client / emulator |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for quota in args.quotas:
         for campaigns in args.campaigns:
             run = await scenario(quota, campaigns, args.seconds, [])

@@ -184,3 +184,18 @@ async def test_progress_shows_the_limit_and_the_refusals() -> None:
     assert seen[-1].throttling.throttled >= 1
     assert seen[-1].throttling.rate_limit is not None
     assert seen[0].throttling.throttled <= seen[-1].throttling.throttled
+
+
+@pytest.mark.anyio
+async def test_a_deadline_reached_while_waiting_in_the_queue_is_not_sent() -> None:
+    """Nothing left while the request waited its turn: NotSentError, never UNKNOWN."""
+    async with emulated_client(timeouts=hy.Timeouts(total=0.2), rate_limit=1000) as emulated:
+        rate = emulated.client._transport.rate
+        assert rate is not None
+        now = anyio.current_time()
+        rate.refused(sent_at=now, floor=60.0, now=now)  # the queue is held for a minute
+        with pytest.raises(hy.NotSentError, match="waiting for the rate controller"):
+            await emulated.client.send_batch(batch_campaign(), messages("d", 1))
+        report = await emulated.client.stream_batch(batch_campaign(), messages("e", 3))
+        assert report.not_sent == 3
+        assert emulated.emulator.ledger.requests == 0
