@@ -282,7 +282,9 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--quotas", type=float, nargs="+", default=[10_000, 50_000, 200_000])
     parser.add_argument("--campaigns", type=int, nargs="+", default=[1, 10])
-    parser.add_argument("--change-quota", type=float, default=20_000)
+    parser.add_argument(
+        "--change-quota", type=float, default=20_000, help="0 skips the change scenario"
+    )
     parser.add_argument("--plot", default=None, help="write the rate-over-time plot here")
     args = parser.parse_args()
     plotted: list[tuple[str, Run]] = []
@@ -305,7 +307,7 @@ async def main() -> None:
     print("|---|---:|---:|---:|---:|---|")
     q = args.change_quota
     third = args.seconds / 2
-    for campaigns in args.campaigns:
+    for campaigns in args.campaigns if q else []:
         changes = [(third, q / 2), (2 * third, q)]
         run = await scenario(q, campaigns, 2 * third + 15, changes)
         print(change_row(q, campaigns, run), flush=True)
