@@ -199,3 +199,21 @@ async def test_a_deadline_reached_while_waiting_in_the_queue_is_not_sent() -> No
         report = await emulated.client.stream_batch(batch_campaign(), messages("e", 3))
         assert report.not_sent == 3
         assert emulated.emulator.ledger.requests == 0
+
+
+@pytest.mark.anyio
+async def test_a_quota_of_requests_is_learned_through_the_messages_they_carry() -> None:
+    """Chunks of one size: a limit in requests per second is one in messages per second."""
+    config = EmulatorConfig(time_scale=0, request_rate_limit=40, quota_burst=1.0)
+    async with emulated_client(config, retry=hy.RetryPolicy(max_attempts=10)) as emulated:
+        report = await emulated.client.stream_batch(
+            batch_campaign(), messages("r", 4000), chunk_size=50
+        )
+        assert report.accepted == 4000
+        assert emulated.emulator.ledger.duplicates() == {}
+        figures = emulated.emulator.quota.as_dict()
+        assert figures["refused"] >= 1
+        assert figures["refused"] < figures["admitted"] / 4  # it learned, not kept knocking
+        rate = emulated.client._transport.rate
+        assert rate is not None
+        assert rate.cuts >= 1
