@@ -183,6 +183,12 @@ class HyberClient:
         return self._transport.max_connections
 
     @property
+    def _known_quota(self) -> float | None:
+        """The quota the rate controller was seeded with (``rate_limit=``), if any."""
+        rate = self._transport.rate
+        return None if rate is None else rate.seed
+
+    @property
     def _http(self) -> httpx.AsyncClient:
         """The transport's pooled ``httpx.AsyncClient``."""
         return self._transport._http
@@ -285,6 +291,7 @@ class HyberClient:
             run_id=run_id,
             report=report,
             journal=journal,
+            quota=self._known_quota,
         )
         return await send_in_chunks(self._transport, envelope, messages, options)
 
@@ -313,7 +320,8 @@ class HyberClient:
         - ``concurrency``: requests in flight (never above the client's ``max_connections``);
         - ``sync``: use the ``/sync`` endpoint and get an outcome per message;
         - ``max_rate``: at most this many recipients per second (chunks shrink to a tenth of a
-          second's worth so that the rate holds);
+          second's worth so that the rate holds; so they do to a tenth of a second's worth of
+          the client's ``rate_limit``, a known quota);
         - ``on_progress``: called (or awaited) with a ``Progress`` after each finished chunk;
         - ``on_invalid``: ``"skip"`` reports an invalid item as ``NOT_SENT`` and sends the
           rest; ``"abort"`` stops reading and sending at the first invalid item;
@@ -343,6 +351,7 @@ class HyberClient:
             run_id=run_id,
             report=report,
             journal=journal,
+            quota=self._known_quota,
         )
         return await send_in_chunks(self._transport, envelope, recipients, options)
 

@@ -70,6 +70,8 @@ class RateController:
     ) -> None:
         if initial is not None and not (math.isfinite(initial) and initial > 0):
             raise ValueError(f"initial must be a positive finite rate, got {initial!r}")
+        self.seed = initial
+        """The known quota it was seeded with, if any."""
         self.beta = beta
         self.recovery = recovery
         self.minimum = minimum

@@ -217,3 +217,14 @@ async def test_a_quota_of_requests_is_learned_through_the_messages_they_carry() 
         rate = emulated.client._transport.rate
         assert rate is not None
         assert rate.cuts >= 1
+
+
+@pytest.mark.anyio
+async def test_a_known_quota_sizes_the_chunks_and_paces_from_the_start() -> None:
+    """Seeded with the quota, requests are a tenth of a second's worth and none is refused."""
+    async with emulated_client(QUOTA, rate_limit=3000) as emulated:
+        report = await emulated.client.stream_batch(batch_campaign(), messages("k", 900))
+        assert [chunk.size for chunk in report.chunks] == [300, 300, 300]
+        assert report.accepted == 900
+        assert emulated.emulator.quota.as_dict()["refused"] == 0
+        assert report.throttling.rate_limit is not None
