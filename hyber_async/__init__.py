@@ -77,6 +77,7 @@ from ._poller import (
     poll_jobs,
     wait_for_jobs,
 )
+from ._rate import Throttling
 from ._reports import (
     DeliveryReportReceiver,
     InvalidItem,
@@ -167,6 +168,7 @@ __all__ = [
     "SmsOptions",
     "Status",
     "SyncResult",
+    "Throttling",
     "Timeouts",
     "UnexpectedResponseError",
     "UserReply",

@@ -7,6 +7,7 @@ through the small protocols they declare, so none of them imports this module.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -58,6 +59,7 @@ from ._poller import (
     PollOptions,
     finish_polling,
 )
+from ._rate import RateController, Throttling
 from ._reconcile import NO_DR_HOST, reconcile
 from ._send_report import SendReport
 from ._sender import (
@@ -98,6 +100,13 @@ class HyberClient:
 
     Every method validates its input before sending (``ValidationError``), bounds the whole call
     by ``timeouts.total`` and retries by ``retry``; see ``RetryPolicy`` for what is resent.
+
+    Every send of the client (all its campaigns) goes through one adaptive rate controller
+    that learns the account's quota in messages per second from the server's refusals (429,
+    503 with ``Retry-After``): it backs off on them, probes upward while answers are clean,
+    and serves waiting requests in FIFO order (see ``hyber_async._rate``). ``rate_control=False``
+    turns it off; ``rate_limit=`` seeds it with a known quota (messages per second) to start
+    at instead of sending unpaced until the first refusal. A campaign's ``max_rate`` caps it.
     """
 
     def __init__(
@@ -115,6 +124,8 @@ class HyberClient:
         dr_base_url: str | None = None,
         answer_limits: AnswerLimits = DEFAULT_ANSWER_LIMITS,
         message_base_url: str | None = None,
+        rate_control: bool = True,
+        rate_limit: float | None = None,
     ) -> None:
         secret = None if password is None else _Secret(password)
         del password  # from here on only redacting holders show in a traceback's locals
@@ -145,6 +156,7 @@ class HyberClient:
             max_connections=max_connections,
             answer_limits=answer_limits,
             http_client=http_client,
+            rate=_rate_controller(rate_control, rate_limit),
         )
 
     @property
@@ -176,6 +188,12 @@ class HyberClient:
     def max_connections(self) -> int:
         """Requests this client keeps in flight at most (the size of its connection pool)."""
         return self._transport.max_connections
+
+    @property
+    def _known_quota(self) -> float | None:
+        """The quota the rate controller was seeded with (``rate_limit=``), if any."""
+        rate = self._transport.rate
+        return None if rate is None else rate.seed
 
     @property
     def _http(self) -> httpx.AsyncClient:
@@ -280,6 +298,7 @@ class HyberClient:
             run_id=run_id,
             report=report,
             journal=journal,
+            quota=self._known_quota,
         )
         return await send_in_chunks(self._transport, envelope, messages, options)
 
@@ -308,7 +327,8 @@ class HyberClient:
         - ``concurrency``: requests in flight (never above the client's ``max_connections``);
         - ``sync``: use the ``/sync`` endpoint and get an outcome per message;
         - ``max_rate``: at most this many recipients per second (chunks shrink to a tenth of a
-          second's worth so that the rate holds);
+          second's worth so that the rate holds; so they do to a tenth of a second's worth of
+          the client's ``rate_limit``, a known quota);
         - ``on_progress``: called (or awaited) with a ``Progress`` after each finished chunk;
         - ``on_invalid``: ``"skip"`` reports an invalid item as ``NOT_SENT`` and sends the
           rest; ``"abort"`` stops reading and sending at the first invalid item;
@@ -338,6 +358,7 @@ class HyberClient:
             run_id=run_id,
             report=report,
             journal=journal,
+            quota=self._known_quota,
         )
         return await send_in_chunks(self._transport, envelope, recipients, options)
 
@@ -499,7 +520,9 @@ class HyberClient:
             raise ValidationError(problems)
         extra_ids = () if request.extra_id is None else (request.extra_id,)
         body = orjson.dumps(wire)
-        response = await self.request("POST", "", body, extra_ids, base=self.message_base_url)
+        response = await self.request(
+            "POST", "", body, extra_ids, base=self.message_base_url, items=1
+        )
         try:
             return decode_answer(response, MessageAccepted)
         except UnexpectedResponseError as exc:
@@ -535,11 +558,27 @@ class HyberClient:
         *,
         base: httpx.URL | None = None,
         items: int = MAX_ITEMS,
+        throttling: Throttling | None = None,
     ) -> httpx.Response:
         """Send one request to ``path`` with retries (see ``Transport.request``)."""
         return await self._transport.request(
-            method, path, content, extra_ids, base=base, items=items
+            method, path, content, extra_ids, base=base, items=items, throttling=throttling
         )
+
+
+def _rate_controller(rate_control: bool, rate_limit: float | None) -> RateController | None:
+    """The client's rate controller: ``None`` when turned off; seeded with ``rate_limit``."""
+    if rate_limit is not None and not (
+        type(rate_limit) in (int, float) and math.isfinite(rate_limit) and rate_limit > 0
+    ):
+        message = f"must be a positive finite number of messages per second, got {rate_limit!r}"
+        raise ValidationError([Problem("rate_limit", message)])
+    if not rate_control:
+        if rate_limit is not None:
+            message = "seeds the rate controller: it needs rate_control=True"
+            raise ValidationError([Problem("rate_limit", message)])
+        return None
+    return RateController(rate_limit)
 
 
 def _in_request_order(

@@ -17,6 +17,7 @@ import orjson
 
 from ._config import not_processed
 from ._errors import APIError, HyberError, OutcomeUnknownError
+from ._rate import Throttling
 
 __all__ = [
     "ChunkRecord",
@@ -187,6 +188,8 @@ class Progress:
     chunks_done: int
     elapsed: float
     """Seconds since the send started."""
+    throttling: Throttling = attrs.field(factory=Throttling)
+    """The rate controller's current limit, and the waits and refusals of this send so far."""
 
     @property
     def done(self) -> int:
@@ -223,6 +226,9 @@ class SendReport:
     aborted: str | None = None
     """Why sending stopped early (``on_invalid="abort"``, a journal that refused the input or
     could not be written, a source that raised, a closed client), if it did."""
+    throttling: Throttling = attrs.field(factory=Throttling)
+    """How long its requests waited at the client's rate controller, how many refusals (429,
+    503 with ``Retry-After``) they met, and the controller's limit at the last one."""
 
     def count(self, outcome: Outcome) -> int:
         """Recipients with ``outcome``."""

@@ -84,6 +84,8 @@ class SendOptions:
     run_id: str | None = None
     report: SendReport | None = None
     journal: Journal | None = None
+    quota: float | None = None
+    """The client's known quota (its rate controller's seed), in messages per second."""
 
     def __attrs_post_init__(self) -> None:
         if not 1 <= self.chunk_size <= MAX_ITEMS:
@@ -102,8 +104,10 @@ class SendOptions:
 
     @property
     def request_size(self) -> int:
-        """Items per request: ``chunk_size``, shrunk to a tenth of a second's ``max_rate``."""
-        return paced_chunk_size(self.chunk_size, self.max_rate)
+        """Items per request: ``chunk_size``, shrunk to a tenth of a second's worth of
+        ``max_rate`` or of ``quota``, whichever is lower."""
+        rates = [rate for rate in (self.max_rate, self.quota) if rate is not None]
+        return paced_chunk_size(self.chunk_size, min(rates, default=None))
 
 
 class ChunkPoster:
@@ -162,7 +166,9 @@ class ChunkPoster:
     async def _post(self, record: ChunkRecord) -> None:
         closed = self.client.is_closed
         try:
-            response = await self.client.request("POST", self.path, record.body, items=record.sent)
+            response = await self.client.request(
+                "POST", self.path, record.body, items=record.sent, throttling=self.report.throttling
+            )
         except HyberError as error:
             record.error_code = getattr(error, "error_code", None)
             self.finish(record, ChunkState(outcome_of_error(error).value), str(error))
@@ -307,6 +313,7 @@ class ChunkPoster:
             unknown=counts[Outcome.UNKNOWN],
             chunks_done=self.chunks_done,
             elapsed=anyio.current_time() - self.started,
+            throttling=attrs.evolve(self.report.throttling),
         )
         result = self.on_progress(progress)
         if inspect.isawaitable(result):

@@ -5,8 +5,8 @@
 (the mass sender, the poller, reconciliation) depend on small protocols of what they use, never on
 the facade, so no module below ``_client.py`` imports it.
 
-One ``Transport`` per client: state shared by every campaign of a client (such as a rate
-controller that adapts to the server's refusals) belongs here, around ``Transport._attempt``.
+One ``Transport`` per client: state shared by every campaign of a client belongs here, such
+as its ``RateController`` (``_rate.py``), which every POST waits on before each attempt.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ import anyio
 import attrs
 import httpx
 
-from ._config import SITE_URL, AnswerLimits, RetryPolicy, Timeouts
+from ._config import SITE_URL, AnswerLimits, RetryPolicy, Timeouts, not_processed
 from ._errors import (
     APIError,
     HyberError,
+    NotSentError,
     OutcomeUnknownError,
     Problem,
     UnexpectedResponseError,
@@ -33,6 +34,7 @@ from ._errors import (
     raise_for_answer,
     translate_transport_error,
 )
+from ._rate import RateController, Throttling
 from ._validation import MAX_ITEMS
 
 __all__ = [
@@ -59,7 +61,13 @@ class Requester(Protocol):
         """Whether a request would fail before it leaves."""
 
     async def request(
-        self, method: str, path: str, content: bytes | None = None, *, items: int = MAX_ITEMS
+        self,
+        method: str,
+        path: str,
+        content: bytes | None = None,
+        *,
+        items: int = MAX_ITEMS,
+        throttling: Throttling | None = None,
     ) -> httpx.Response:
         """Send one request with retries (see ``Transport.request``)."""
 
@@ -189,6 +197,7 @@ class Transport:
         max_connections: int,
         answer_limits: AnswerLimits,
         http_client: httpx.AsyncClient | None,
+        rate: RateController | None = None,
     ) -> None:
         self.client_id = client_id
         self._auth = _BasicAuth(login, password)
@@ -197,6 +206,8 @@ class Transport:
         self.retry = retry
         self.answer_limits = answer_limits
         self.max_connections = max_connections
+        self.rate = rate
+        """The rate controller every POST waits on (``None``: no adaptive rate control)."""
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             timeout=timeouts.to_httpx(),
@@ -227,6 +238,7 @@ class Transport:
         *,
         base: httpx.URL | None = None,
         items: int = MAX_ITEMS,
+        throttling: Throttling | None = None,
     ) -> httpx.Response:
         """Send one request to ``path`` with retries; a success, or the error that ended it.
 
@@ -239,6 +251,10 @@ class Transport:
         most ``answer_limits.for_items(items)`` bytes are read (``items``: the request's item
         count, or what its answer may list); a longer success answer is an
         ``UnexpectedResponseError``.
+
+        A POST (a send of ``items`` messages) waits its turn at the rate controller before each
+        attempt, and a refusal holds the controller's queue instead of a back-off of its own;
+        the waits and refusals are added to ``throttling``.
         """
         base = base or self.base_url
         try:
@@ -251,15 +267,24 @@ class Transport:
         attempt = 0
         in_flight = False
         last_error: HyberError | None = None
+        rate = self.rate if method == "POST" else None
         try:
             with anyio.fail_after(self.timeouts.total):
                 while True:
                     attempt += 1
+                    if rate is not None:
+                        waited = await rate.acquire(items)
+                        if throttling is not None:
+                            throttling.waited += waited
                     in_flight = True
+                    sent_at = anyio.current_time()
                     outcome = await self._attempt(method, url, content, headers, items)
                     in_flight = False
                     if not isinstance(outcome, _Failure):
                         logger.debug("%s %s -> %s", method, url.path, outcome.status_code)
+                        if rate is not None:
+                            rate.accepted(items, anyio.current_time())
+                            self._note_rate(throttling)
                         return outcome
                     last_error = outcome.error
                     logger.debug("%s %s attempt %d: %s", method, url.path, attempt, last_error)
@@ -267,21 +292,55 @@ class Transport:
                     # allows this error for this method (a POST only when it provably was not
                     # processed: ``not_processed``); then wait the server's Retry-After, or
                     # back off.
-                    if attempt >= self.retry.max_attempts or not self.retry.retries(
+                    refused = isinstance(last_error, APIError) and not_processed(last_error)
+                    if refused and throttling is not None:
+                        throttling.throttled += 1
+                    retried = attempt < self.retry.max_attempts and self.retry.retries(
                         method, last_error
-                    ):
+                    )
+                    delay = self.retry.delay(attempt, outcome.retry_after) if retried else 0.0
+                    if refused and rate is not None:
+                        # the wait is the queue's: every request of the client waits it once
+                        rate.refused(sent_at, delay, anyio.current_time())
+                        self._note_rate(throttling)
+                        delay = 0.0
+                    if not retried:
                         raise with_extra_ids(last_error, extra_ids)
-                    await anyio.sleep(self.retry.delay(attempt, outcome.retry_after))
+                    await anyio.sleep(delay)
         except TimeoutError:
-            # The deadline cut an attempt in flight (it may have been processed: UNKNOWN), or a
-            # back-off wait (then the last attempt's error stands).
-            if in_flight or last_error is None:
-                deadline = OutcomeUnknownError(
-                    f"{method} {url.path}: the deadline of {self.timeouts.total:g}s passed "
-                    f"during attempt {attempt}; the request may have been processed"
-                )
-                raise with_extra_ids(deadline, extra_ids) from None
-            raise with_extra_ids(last_error, extra_ids) from last_error.__cause__
+            error = self._deadline_error(method, url, attempt, in_flight, last_error, extra_ids)
+            raise error from (error.__cause__ if error is last_error else None)
+
+    def _deadline_error(
+        self,
+        method: str,
+        url: httpx.URL,
+        attempt: int,
+        in_flight: bool,
+        last_error: HyberError | None,
+        extra_ids: Sequence[str],
+    ) -> HyberError:
+        """What a request ends with when the deadline passes: the deadline cut an attempt in
+        flight (it may have been processed: UNKNOWN), a wait at the rate controller before the
+        first attempt (nothing left: NOT_SENT), or a back-off wait (the last error stands)."""
+        total = self.timeouts.total
+        if in_flight:
+            deadline = OutcomeUnknownError(
+                f"{method} {url.path}: the deadline of {total:g}s passed "
+                f"during attempt {attempt}; the request may have been processed"
+            )
+            return with_extra_ids(deadline, extra_ids)
+        if last_error is None:
+            return NotSentError(
+                f"{method} {url.path}: the deadline of {total:g}s passed "
+                "while waiting for the rate controller; nothing was sent"
+            )
+        return with_extra_ids(last_error, extra_ids)
+
+    def _note_rate(self, throttling: Throttling | None) -> None:
+        """Show the controller's current limit on ``throttling``."""
+        if throttling is not None and self.rate is not None:
+            throttling.rate_limit = self.rate.limit(anyio.current_time())
 
     async def _attempt(
         self,

@@ -375,6 +375,9 @@ def _print_human(console: Console, summary: dict[str, Any]) -> None:
         ("unknown (reconcile)", summary["unknown"]),
         ("chunk size", _chunk_size_text(summary["settings"])),
     ]
+    if summary["throttled"]:
+        waited = f"{summary['throttled']:,} refusals, {summary['waited_seconds']:,.1f} s waited"
+        rows.append(("throttled (quota)", waited))
     console.summary(rows, title=f"send {summary['kind']} {summary['file']}")
     for line in _next_steps(summary):
         console.note(line)
@@ -769,7 +772,13 @@ def _send(  # noqa: C901, PLR0912 -- the send and each way it can end, in the or
 
         async def run(bar: Bar) -> None:
             def show(progress: Progress) -> None:
-                bar.update(progress.read, f"{progress.accepted:,} accepted, {progress.rate:,.0f}/s")
+                text = f"{progress.accepted:,} accepted, {progress.rate:,.0f}/s"
+                throttling = progress.throttling
+                if throttling.throttled:
+                    limit = throttling.rate_limit
+                    text += f", throttled {throttling.throttled:,}x"
+                    text += f" (limit {limit:,.0f}/s)" if limit is not None else ""
+                bar.update(progress.read, text)
 
             with contextlib.ExitStack() as stack:
                 journal = (
@@ -914,6 +923,8 @@ def _summary(
         "invalid": stream.skipped,
         "unknown": counts[Outcome.UNKNOWN],
         "jobs": report.job_ids,
+        "throttled": report.throttling.throttled,
+        "waited_seconds": round(report.throttling.waited, 3),
         "complete": report.complete and stream.error is None,
         "stopped": None if stream.error is None else stream.error.as_dict(),
         "interrupted": interrupted,

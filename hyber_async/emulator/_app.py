@@ -10,8 +10,10 @@ the message as it is now (see ``simple_report`` and ``advanced_report``); by ``e
 message accepted last with it; 404 (40401) when no message of this client has that id.
 Admin routes (no auth; a local tool), under ``/_emulator/``: ``GET ledger`` (``?extra_id=X``
 adds its ``count``, ``?counts=1`` every count), ``GET|POST|DELETE faults``, ``GET|POST clock``
-(``{"advance": seconds}``), ``GET callbacks``, ``GET messages/{message_id}`` (the message as
-rendered for each channel, and its status), ``POST replies`` (``{"url", "message_id" or
+(``{"advance": seconds}``), ``GET|POST quota`` (the account quota: its limits and
+refusals; POST changes limits, see ``_quota.py``), ``GET callbacks``,
+``GET messages/{message_id}`` (the message as rendered for each channel, and its status),
+``POST replies`` (``{"url", "message_id" or
 "extra_id", ...content}``: see ``Emulator.reply``).
 For load tests (see ``_load``): ``GET stats`` (API answers by status, requests in flight) and
 ``POST stall`` (``{"seconds": s}``: hold every API answer that long).
@@ -52,6 +54,7 @@ from ._config import Account, EmulatorConfig
 from ._faults import Fault
 from ._ledger import Ledger
 from ._load import AnswerStats
+from ._quota import Quota
 from ._state import Job, Store
 from ._status import advanced_report, simple_report, status_items, status_json
 
@@ -109,7 +112,7 @@ class ErrorCodes:
     UNSUPPORTED_MEDIA_TYPE: Final = 41501
     """415: a POST without ``Content-Type: application/json``."""
     THROTTLED: Final = 42901
-    """429: the ``rate_limit`` fault."""
+    """429: the ``rate_limit`` fault, or the account quota."""
     SERVER_ERROR: Final = 50001
     """5xx: the ``errors`` / ``error_rate`` faults (``status * 100 + 1``)."""
 
@@ -178,6 +181,7 @@ class Emulator:
     - ``config``: the ``EmulatorConfig`` it runs with;
     - ``ledger``: what it accepted (``accepted``, ``count(extra_id)``, ``duplicates()``);
     - ``faults``: the faults in force, changeable at any time;
+    - ``quota``: the account quota (``quota.update``, ``quota.as_dict()``), likewise;
     - ``clock``: the emulated clock (``now()``, ``advance(seconds)``);
     - ``callbacks``: the delivery-report sender (``callbacks.stats``);
     - ``store``: the jobs, in columnar storage (``status(job_id)`` and ``message(message_id)``
@@ -200,6 +204,7 @@ class Emulator:
         self.clock = Clock(self.config.time_scale)
         self.faults = self.config.faults.copy()
         self.faults.seed(self.config.seed)
+        self.quota = Quota(self.config.quota_settings())
         self.ledger = Ledger()
         self.store = Store(self.config.seed)
         self.callbacks = Callbacks(self.config, self.clock)
@@ -503,6 +508,9 @@ class Emulator:
         wire = _json_object(body)
         if isinstance(wire, _Answer):
             return wire
+        throttled = self._throttle(account, 1)
+        if throttled is not None:
+            return throttled
         problems = check_message(wire)
         if problems:
             code = ErrorCodes.INVALID_REQUEST
@@ -524,6 +532,9 @@ class Emulator:
         items = wire.get(key)
         if isinstance(items, list) and len(items) > MAX_ITEMS:
             return _error(413, ErrorCodes.TOO_MANY_ITEMS, _problems_text(problems))
+        throttled = self._throttle(account, len(items) if isinstance(items, list) else 1)
+        if throttled is not None:
+            return throttled
         rejected: set[int] = set()
         if problems:
             phone_problems = [p for p in problems if _is_phone_problem(p, key)]
@@ -544,6 +555,13 @@ class Emulator:
             assert job is not None
             return _json(200, {"job_id": job.job_id})
         return _json(200, {"messages": _sync_results(items, rejected, job)})
+
+    def _throttle(self, account: Account, messages: int) -> _Answer | None:
+        """The 429 answer when the quota refuses a send of ``messages``, else ``None``."""
+        wait = self.quota.admit(account.client_id, messages)
+        if wait is None:
+            return None
+        return _fault_answer(Fault(status=429, retry_after=wait))
 
     def _cascade(self, channels: tuple[str, ...]) -> Cascade:
         cascade = self._cascades.get(channels)
@@ -627,6 +645,12 @@ class Emulator:
             except ValueError as exc:
                 return _error(400, ErrorCodes.INVALID_REQUEST, f"advance: {exc}")
             return _json(200, {"now": self.clock.now_ms(), "time_scale": self.clock.time_scale})
+        if route == ["quota"] and method in ("GET", "POST"):
+            try:
+                self.quota.update(data)
+            except (TypeError, ValueError) as exc:
+                return _error(400, ErrorCodes.INVALID_REQUEST, str(exc))
+            return _json(200, self.quota.as_dict())
         if route == ["callbacks"] and method == "GET":
             return _json(200, attrs.asdict(self.callbacks.stats))
         if route == ["stats"] and method == "GET":

@@ -109,6 +109,29 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="API requests in flight beyond N are answered 503 with Retry-After (default: none)",
     )
     parser.add_argument(
+        "--rate-limit",
+        type=_rate,
+        default=None,
+        metavar="N",
+        help="the account quota: messages per second (429 with Retry-After beyond it; "
+        "default none; change it at run time with POST /_emulator/quota)",
+    )
+    parser.add_argument(
+        "--request-rate-limit",
+        type=_rate,
+        default=None,
+        metavar="N",
+        help="the account quota: send requests per second (default none)",
+    )
+    parser.add_argument(
+        "--quota-burst",
+        type=_seconds,
+        default=1.0,
+        metavar="S",
+        help="seconds' worth of the quota a client may be ahead by before it is refused "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
         "--log-level", default="info", help="uvicorn log level (default: %(default)s)"
     )
     parser.set_defaults(run=_run_emulator)
@@ -122,6 +145,17 @@ def _seconds(text: str) -> float:
         value = math.nan
     if not value > 0 or not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    return value
+
+
+def _rate(text: str) -> float:
+    """A rate > 0, for argparse."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a number per second > 0, got {text!r}")
     return value
 
 
@@ -145,6 +179,9 @@ def _run_emulator(args: argparse.Namespace) -> int:
             callback_period=args.callback_period,
             latency=args.latency or Latency(),
             capacity=args.capacity,
+            rate_limit=args.rate_limit,
+            request_rate_limit=args.request_rate_limit,
+            quota_burst=args.quota_burst,
         )
     except ValueError as exc:
         print(f"hyber-async emulator: {exc}", file=sys.stderr)
@@ -156,7 +193,8 @@ def _run_emulator(args: argparse.Namespace) -> int:
         print(f"  client_id: {account.client_id}")
         print(f"  login:     {account.login}")
         print(f"  password:  {account.password}")
-        print(f"  admin:     {url}/_emulator/ledger  (also /faults, /clock, /callbacks)")
+        admin = "also /faults, /quota, /stats, /clock, /callbacks"
+        print(f"  admin:     {url}/_emulator/ledger  ({admin})")
         print(
             f"  HyberClient(client_id={account.client_id!r}, login={account.login!r}, "
             f"password=..., base_url={url!r}, dr_base_url={url!r})",

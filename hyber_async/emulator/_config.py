@@ -13,6 +13,7 @@ from .._errors import InvalidValueError
 from .._models import Channel
 from ._faults import Faults
 from ._load import Latency
+from ._quota import QuotaSettings
 
 __all__ = ["DEMO_ACCOUNT", "Account", "ChannelOutcomes", "EmulatorConfig"]
 
@@ -111,6 +112,10 @@ class EmulatorConfig:
     - ``latency``: the ``Latency`` distribution of every API answer (on top of the
       ``latency`` fault); ``capacity``: API requests in flight beyond it are answered 503 with
       ``Retry-After: capacity_retry_after`` (``None``: no limit). See ``emulator._load``.
+    - ``rate_limit``, ``request_rate_limit``: the account quota, in messages and in send
+      requests per second per account (``None``: none), tolerating ``quota_burst`` seconds'
+      worth ahead; beyond it a send is refused 429 with ``Retry-After`` (see ``_quota.py``;
+      ``emulator.quota`` changes it later).
     """
 
     accounts: tuple[Account, ...] = attrs.field(default=(DEMO_ACCOUNT,), converter=_accounts)
@@ -131,7 +136,15 @@ class EmulatorConfig:
     latency: Latency = attrs.field(factory=Latency)
     capacity: int | None = attrs.field(default=None, validator=attrs.validators.optional(_positive))
     capacity_retry_after: float = attrs.field(default=1.0, validator=_non_negative)
+    rate_limit: float | None = None
+    request_rate_limit: float | None = None
+    quota_burst: float = 1.0
 
     def __attrs_post_init__(self) -> None:
         if math.isinf(self.time_scale):
             raise InvalidValueError("time_scale must be finite")
+        self.quota_settings()  # checks the quota fields
+
+    def quota_settings(self) -> QuotaSettings:
+        """The quota this emulator starts with."""
+        return QuotaSettings(self.rate_limit, self.request_rate_limit, self.quota_burst)

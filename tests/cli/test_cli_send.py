@@ -414,3 +414,15 @@ def test_a_bad_push_ttl_flag_is_refused_naming_field_and_flag(served: Served) ->
     assert done.returncode == 2
     assert_one_line_error(done.stderr, "channel_options.push.ttl", "got 29", "--push-ttl")
     assert served.emulator.ledger.requests == 0
+
+
+def test_a_send_that_meets_the_quota_says_how_often_it_was_throttled(served: Served) -> None:
+    """Under a small quota every row goes once, and the summary counts the refusals."""
+    served.emulator.quota.update({"rate_limit": 200, "burst": 0.1})
+    ids = write_csv(served.cwd / "rows.csv", 200)
+    done = served.run("send", "batch", "rows.csv", *SMS, "--chunk-size", "50")
+    assert done.returncode == 0, done.stderr
+    assert served.emulator.ledger.counts() == dict.fromkeys(ids, 1)
+    summary = records(served.cwd / "rows.csv.result.jsonl")[-1]
+    assert summary["throttled"] == served.emulator.quota.as_dict()["refused"] >= 1
+    assert "throttled (quota)" in done.stdout

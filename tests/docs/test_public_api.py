@@ -81,6 +81,7 @@ EXPECTED_ALL = [
     "SmsOptions",
     "Status",
     "SyncResult",
+    "Throttling",
     "Timeouts",
     "UnexpectedResponseError",
     "UserReply",
