@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Sequence
 from itertools import islice
-from typing import TypeVar
+from typing import Final, TypeVar
 
-__all__ = ["chunked"]
+from anyio.lowlevel import checkpoint
+
+__all__ = ["READ_SLICE", "chunked"]
 
 T = TypeVar("T")
+
+READ_SLICE: Final = 5_000
+"""Items read from an iterator (whose own code runs in the caller's event loop) between two
+checkpoints, so that a slow generator does not hold the loop for a whole chunk."""
 
 
 async def chunked(
@@ -16,8 +22,10 @@ async def chunked(
 ) -> AsyncGenerator[list[T], None]:
     """Yield lists of at most ``size`` items, reading the input only as chunks are asked for.
 
-    A ``Sequence`` is sliced; any other iterable is consumed with ``islice``; an async iterable
-    is awaited item by item. Empty input yields nothing.
+    A ``Sequence`` is sliced; any other iterable is consumed with ``islice``, ``READ_SLICE``
+    items at a time with a checkpoint before each; an async iterable is awaited item by item,
+    with a checkpoint every ``READ_SLICE`` items (an async generator that never awaits would
+    otherwise hold the loop). Empty input yields nothing.
     """
     if size < 1:
         raise ValueError(f"chunk size must be at least 1, got {size}")
@@ -25,6 +33,8 @@ async def chunked(
         chunk: list[T] = []
         async for item in items:
             chunk.append(item)
+            if len(chunk) % READ_SLICE == 0:
+                await checkpoint()
             if len(chunk) == size:
                 yield chunk
                 chunk = []
@@ -35,5 +45,15 @@ async def chunked(
             yield list(items[start : start + size])
     else:
         iterator = iter(items)
-        while chunk := list(islice(iterator, size)):
-            yield chunk
+        while True:
+            chunk = []
+            while len(chunk) < size:
+                await checkpoint()
+                read = len(chunk)
+                chunk += islice(iterator, min(READ_SLICE, size - read))
+                if len(chunk) == read:  # the input is exhausted
+                    break
+            if chunk:
+                yield chunk
+            if len(chunk) < size:
+                return
