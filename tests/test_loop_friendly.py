@@ -1,0 +1,207 @@
+"""Issue 14: sending and polling give the event loop its turn often, and polling reads a status
+answer for its outcome fields only. Counted in turns and requests, never in time."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+import pytest
+import respx
+from _support import make_client
+from anyio.lowlevel import checkpoint
+from test_poller import FAST, ScriptedAPI, report, router  # noqa: F401  (router: a fixture)
+from test_sender import CAMPAIGN, assert_partition, rows
+
+import hyber_async as hy
+from hyber_async._codec import Envelope
+from hyber_async._poller import poll_jobs, summarize, summarize_tallies
+from hyber_async._sender import SLICE, SendOptions, send_in_chunks
+from hyber_async._status_answer import read_status_answer
+from hyber_async._validation import Kind
+
+
+def answer_of(body: bytes) -> httpx.Response:
+    """A status answer with ``body``, as the transport hands it over."""
+    return httpx.Response(200, content=body, request=httpx.Request("GET", "https://api.test/1/s"))
+
+
+class Heartbeat:
+    """A task that counts its turns: one per checkpoint, until cancelled."""
+
+    def __init__(self) -> None:
+        self.turns = 0
+
+    async def run(self) -> None:
+        while True:
+            self.turns += 1
+            await checkpoint()
+
+
+class InstantServer:
+    """A ``Requester`` whose answers come back without a single turn of the loop, so every
+    turn the heartbeat gets during a send is one the sender gave."""
+
+    max_connections = 4
+    is_closed = False
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    async def request(
+        self, method: str, path: str, content: bytes | None = None, *, items: int = 0
+    ) -> httpx.Response:
+        assert content is not None
+        self.bodies.append(content)
+        return httpx.Response(200, json={"job_id": f"job-{len(self.bodies)}"})
+
+
+async def send_beside_heartbeat(items: Any, chunk_size: int) -> tuple[int, InstantServer]:
+    """Send ``items`` to an ``InstantServer`` beside a heartbeat; its turns during the send."""
+    server = InstantServer()
+    heartbeat = Heartbeat()
+    envelope = Envelope(CAMPAIGN, Kind.BROADCAST)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(heartbeat.run)
+        await checkpoint()
+        before = heartbeat.turns
+        sent = await send_in_chunks(server, envelope, items, SendOptions(chunk_size=chunk_size))
+        turns = heartbeat.turns - before
+        tg.cancel_scope.cancel()
+    assert sent.accepted == sent.read
+    assert_partition(sent, sent.read)
+    return turns, server
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("source", ["list", "generator"])
+async def test_a_send_gives_the_loop_a_turn_between_slices(source: str) -> None:
+    """A chunk is checked and encoded a slice at a time: the heartbeat runs at least twice per
+    slice of every chunk (before, the chunk was prepared in one go: a turn or two per chunk)."""
+    chunks, chunk_size = 3, 4 * SLICE
+    items: Any = rows(chunks * chunk_size)
+    if source == "list":
+        items = list(items)
+    turns, server = await send_beside_heartbeat(items, chunk_size)
+    assert len(server.bodies) == chunks
+    assert turns >= chunks * 2 * (chunk_size // SLICE)
+
+
+@pytest.mark.anyio
+async def test_a_body_encoded_in_slices_is_the_whole_encoding() -> None:
+    """The request body is byte for byte ``Envelope.body`` of the chunk: a journal's digests
+    from before still recognise the same input."""
+    items = list(rows(2 * SLICE + 7))
+    _, server = await send_beside_heartbeat(items, len(items))
+    (body,) = server.bodies
+    assert body == Envelope(CAMPAIGN, Kind.BROADCAST).body(items)
+
+
+@pytest.mark.anyio
+async def test_polling_stops_asking_for_final_jobs(router: respx.MockRouter) -> None:  # noqa: F811
+    """A final job is requested once; a pending one goes on being polled until final."""
+    pending = report("pending")
+    api = ScriptedAPI(
+        router, {"done": [report("sms")], "late": [pending, pending, pending, report("viber")]}
+    )
+    async with make_client() as client:
+        summary = await client.wait_for_jobs(["done", "late"], **FAST)
+    assert summary.complete
+    assert api.calls == {"done": 1, "late": 4}
+
+
+STATES = ["pending", "sms", "viber", "template", "expired", "rejected", "undelivered"]
+
+
+def random_message(rng: random.Random, i: int) -> dict[str, Any]:
+    """A status message with random outcome fields: numbers or strings of digits, present or
+    not, and keys no model knows."""
+    item: dict[str, Any] = {"phone_number": str(380960000000 + i), "extra_id": f"e{i}"}
+    for name, values in (
+        ("status", [-1, 2, 3, None, "2"]),
+        ("hyber_status", [23011, 23033, 23043, 34001, 35015, 35035, None, "23011"]),
+        ("error_code", [None, None, 35015, 36024, 35035, "35015"]),
+        ("delivered_sms_parts", [None, 1, 2, "1"]),
+    ):
+        value = rng.choice(values)
+        if value is not None:
+            item[name] = value
+    if rng.random() < 0.2:
+        item["someday"] = {"a": [1, 2]}
+    return item
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("seed", range(20))
+async def test_the_polling_summary_equals_the_one_of_the_typed_models(seed: int) -> None:
+    """The tally of the outcome fields gives the summary the typed models give."""
+    rng = random.Random(seed)
+    messages = [random_message(rng, i) for i in range(rng.randrange(0, 3000))]
+    body = orjson.dumps({"messages": messages, "next": None})
+    answer = await read_status_answer(answer_of(body))
+    fast = summarize_tallies({"job": await answer.tally()})
+    assert fast == summarize({"job": answer.status})
+    assert fast == summarize({"job": hy.converter.loads(body, hy.JobStatus)})
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("status", True), ("status", 2.0), ("hyber_status", "x1"), ("error_code", [1])],
+)
+async def test_the_tally_refuses_what_the_models_refuse(field: str, value: object) -> None:
+    """An outcome field of the wrong JSON type is an error, as for the typed models (a boolean
+    is not counted as the integer it equals)."""
+    messages = [{"status": 1}, {"status": 2, "hyber_status": 23011}, {field: value}]
+    response = answer_of(orjson.dumps({"messages": messages}))
+    answer = await read_status_answer(response)
+    with pytest.raises(hy.UnexpectedResponseError, match=field):
+        await answer.tally()
+    with pytest.raises(hy.UnexpectedResponseError, match=field):
+        _ = answer.status
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "body", [b"[]", b'{"messages": 5}', b"not json", b'{"messages": [1]}', b'{"messages": [[]]}']
+)
+async def test_an_answer_that_is_not_a_report_is_refused(body: bytes) -> None:
+    """Not an object with a ``messages`` array of objects: ``UnexpectedResponseError``."""
+
+    async def read() -> None:
+        await (await read_status_answer(answer_of(body))).tally()
+
+    with pytest.raises(hy.UnexpectedResponseError, match="JobStatus"):
+        await read()
+
+
+@pytest.mark.anyio
+async def test_updates_build_models_only_when_read(router: respx.MockRouter) -> None:  # noqa: F811
+    """An update carries the parsed answer; its typed ``status`` is built on first access."""
+    ScriptedAPI(router, {"j": [report("sms", "expired")]})
+    async with make_client() as client:
+        (update,) = [u async for u in poll_jobs(client, ["j"], **FAST)]
+    assert update.answer is not None
+    assert "status" not in vars(update.answer)  # not built yet
+    assert update.status == hy.converter.structure(
+        {"messages": report("sms", "expired")}, hy.JobStatus
+    )
+    assert update.answer.messages == report("sms", "expired")
+
+
+def test_heartbeat_helper_counts() -> None:
+    """The heartbeat counts one turn per checkpoint (a sanity check of the helper)."""
+    heartbeat = Heartbeat()
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(heartbeat.run)
+            for _ in range(5):
+                await checkpoint()
+            tg.cancel_scope.cancel()
+
+    anyio.run(main)
+    assert heartbeat.turns >= 5
