@@ -5,9 +5,9 @@ only each message's outcome and channel, so ``StatusAnswer`` reads those four fi
 (``error_code``, ``status``, ``hyber_status``, ``delivered_sms_parts``) straight from the parsed
 JSON, a slice at a time with a checkpoint before each, checked as strictly as the typed models
 read them; the typed ``JobStatus`` (a model per message, every field checked) is built only
-when asked for. The parse itself (``orjson.loads``, which cannot be split) is the one long step:
-one at a time in the whole event loop, after a checkpoint, so that two parses never run back to
-back without the loop getting its turn in between.
+when asked for. The parse itself is done in pieces of about a megabyte (``parse_status_body``),
+one answer at a time in the whole event loop, so that two parses never run back to back without
+the loop getting its turn in between.
 """
 
 from __future__ import annotations
@@ -28,7 +28,15 @@ from ._codec import _UNREADABLE, _read_leniently, converter
 from ._errors import UnexpectedResponseError
 from ._models import JobStatus
 
-__all__ = ["DECODE_SLICE", "OUTCOME_FIELDS", "StatusAnswer", "Tally", "read_status_answer"]
+__all__ = [
+    "DECODE_SLICE",
+    "OUTCOME_FIELDS",
+    "PARSE_SLICE",
+    "StatusAnswer",
+    "Tally",
+    "parse_status_body",
+    "read_status_answer",
+]
 
 DECODE_SLICE: Final = 10_000
 """Messages tallied between two checkpoints."""
@@ -42,6 +50,11 @@ OUTCOME_FIELDS: Final = ("error_code", "status", "hyber_status", "delivered_sms_
 
 Tally = Counter[tuple[int | None, int | None, int | None, bool]]
 """Messages by ``(error_code, status, hyber_status, has delivered_sms_parts)``."""
+
+PARSE_SLICE: Final = 1 << 20
+"""Bytes of a status answer parsed between two checkpoints (about 4,000 messages)."""
+_HEAD: Final = b'{"messages":['
+_TAIL: Final = b"]}"
 
 _PARSING: RunVar[anyio.Lock] = RunVar("hyber_async status parsing")
 """One parse of a large answer at a time in each event loop."""
@@ -132,13 +145,12 @@ _INTEGER_TYPES: Final = frozenset({int, type(None)})
 
 
 async def read_status_answer(response: httpx.Response) -> StatusAnswer:
-    """Parse a successful status answer: one parse at a time in the event loop, after a
-    checkpoint. Raises ``UnexpectedResponseError`` when the body is not JSON or not an object
-    with a ``messages`` array."""
+    """Parse a successful status answer (see ``parse_status_body``), one at a time in the event
+    loop. Raises ``UnexpectedResponseError`` when the body is not JSON or not an object with a
+    ``messages`` array."""
     async with _parsing_lock():
-        await checkpoint()
         try:
-            wire = orjson.loads(response.content)
+            wire = await parse_status_body(response.content)
         except orjson.JSONDecodeError as exc:
             detail = f"the answer is not a JobStatus: {exc}"
             raise UnexpectedResponseError(response, detail=detail) from None
@@ -147,3 +159,31 @@ async def read_status_answer(response: httpx.Response) -> StatusAnswer:
         detail = "the answer is not a JobStatus: expected an object with a 'messages' array"
         raise UnexpectedResponseError(response, detail=detail)
     return StatusAnswer(response, messages)
+
+
+async def parse_status_body(body: bytes, piece: int = PARSE_SLICE) -> Any:
+    """``orjson.loads(body)``, in pieces of about ``piece`` bytes with a checkpoint before each
+    when the body is the compact ``{"messages":[...]}`` that the API and the emulator write.
+
+    The array's text is cut after a ``}`` that a ``,{`` follows, and each piece is parsed as
+    an array of its own. When every piece parses, the whole array is their concatenation (JSON
+    arrays joined with commas are an array of the elements of each), so a cut that fell inside
+    a string or a nested object cannot go unnoticed: its piece does not parse, and the body is
+    then parsed whole, as is any other body.
+    """
+    if len(body) > piece and body.startswith(_HEAD) and body.endswith(_TAIL):
+        messages: list[Any] = []
+        start, end = len(_HEAD), len(body) - len(_TAIL)
+        while start < end:
+            cut = body.find(b"},{", start + piece, end)
+            stop = end if cut < 0 else cut + 1
+            await checkpoint()
+            try:
+                messages += orjson.loads(b"[" + body[start:stop] + b"]")
+            except orjson.JSONDecodeError:
+                break
+            start = stop + 1
+        else:
+            return {"messages": messages}
+    await checkpoint()
+    return orjson.loads(body)

@@ -20,7 +20,7 @@ import hyber_async as hy
 from hyber_async._codec import Envelope
 from hyber_async._poller import poll_jobs, summarize, summarize_tallies
 from hyber_async._sender import SLICE, SendOptions, send_in_chunks
-from hyber_async._status_answer import read_status_answer
+from hyber_async._status_answer import parse_status_body, read_status_answer
 from hyber_async._validation import Kind
 
 
@@ -205,3 +205,43 @@ def test_heartbeat_helper_counts() -> None:
 
     anyio.run(main)
     assert heartbeat.turns >= 5
+
+
+TRICKY = ['},{"status":2}', "]}", '{"messages":[', "\\", '"', "é", ""]
+
+
+def tricky_message(rng: random.Random, i: int) -> dict[str, Any]:
+    """A message whose strings and unknown fields hold the text the parser cuts at."""
+    item = random_message(rng, i)
+    if rng.random() < 0.3:
+        item["error_text"] = rng.choice(TRICKY) * rng.randrange(1, 4)
+    if rng.random() < 0.2:
+        item["nested"] = [{"a": 1}, {"b": [{"c": rng.choice(TRICKY)}]}]
+    return item
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("seed", range(30))
+async def test_a_body_parsed_in_pieces_reads_as_the_whole(seed: int) -> None:
+    """Whatever the strings and nesting, and wherever the cuts fall, the pieces give what one
+    ``orjson.loads`` of the body gives; a body of another shape is parsed whole."""
+    rng = random.Random(seed)
+    messages = [tricky_message(rng, i) for i in range(rng.randrange(0, 200))]
+    body = orjson.dumps({"messages": messages})
+    if seed % 5 == 4:  # other shapes: more keys, spaces
+        body = rng.choice(
+            [orjson.dumps({"messages": messages, "more": 1}), body.replace(b":[", b": [", 1)]
+        )
+    piece = rng.choice([1, 17, 100, 1000])
+    assert await parse_status_body(body, piece) == orjson.loads(body)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "body",
+    [b'{"messages":[{"a":1},{"b":]}', b'{"messages":[{"a":1},{"b":2}}]}', b'{"messages":[}]}'],
+)
+async def test_a_broken_body_parsed_in_pieces_is_refused(body: bytes) -> None:
+    """A body that is not JSON raises as ``orjson.loads`` does, however it was cut."""
+    with pytest.raises(orjson.JSONDecodeError):
+        await parse_status_body(body, 1)
