@@ -86,6 +86,7 @@ from ._send_report import (
     RecipientOutcome,
     SendReport,
 )
+from ._status_answer import StatusAnswer
 from ._validation import MAX_ITEMS
 
 try:
@@ -151,6 +152,7 @@ __all__ = [
     "SimpleDeliveryReport",
     "SmsOptions",
     "Status",
+    "StatusAnswer",
     "SyncResult",
     "Timeouts",
     "UnexpectedResponseError",

@@ -12,7 +12,7 @@ __all__ = ["READ_SLICE", "chunked"]
 
 T = TypeVar("T")
 
-READ_SLICE: Final = 5_000
+READ_SLICE: Final = 2_500
 """Items read from an iterator (whose own code runs in the caller's event loop) between two
 checkpoints, so that a slow generator does not hold the loop for a whole chunk."""
 

@@ -68,7 +68,7 @@ logger = logging.getLogger("hyber_async")
 DEFAULT_CONCURRENCY = 4
 """Requests in flight per campaign: enough to overlap encoding with the network on two cores."""
 
-SLICE: Final = 5_000
+SLICE: Final = 2_500
 """Items converted, checked or encoded between two checkpoints: a few milliseconds of work, so
 that a service's event loop is never held for long by a send (``benchmarks/loop_stall.py``)."""
 _DIGEST_SLICE: Final = 1 << 19

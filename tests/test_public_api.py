@@ -73,6 +73,7 @@ EXPECTED_ALL = [
     "SimpleDeliveryReport",
     "SmsOptions",
     "Status",
+    "StatusAnswer",
     "SyncResult",
     "Timeouts",
     "UnexpectedResponseError",
