@@ -343,8 +343,9 @@ def fingerprint(kind: Kind, envelope: Envelope, chunk_size: int, sync: bool) -> 
     return hashlib.sha256(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def _wire_chunk(items: list[Any], first: int, run_id: str) -> list[Any]:
-    """The chunk in wire form, every item with an ``extra_id`` (``{run_id}-{input index}``).
+def _wire_chunk(items: list[Any], first: int, run_id: str) -> tuple[list[Any], list[Any] | None]:
+    """The chunk in wire form, every item with an ``extra_id`` (``{run_id}-{input index}``),
+    and each item's ``extra_id`` when they were read on the way (for ``check_items``).
 
     An item without one gets the stable ``{run_id}-{input index}``. The common case, plain
     dicts that all carry one, is settled by a single pass in C (``dict.get`` refuses anything
@@ -354,15 +355,16 @@ def _wire_chunk(items: list[Any], first: int, run_id: str) -> list[Any]:
         # One pass, no Python loop: ``dict.get`` raises TypeError for any item that is not a
         # plain dict (a model, another mapping), and yields None for a dict without an
         # extra_id; so no None and no TypeError means every item is a dict that has one.
-        if None not in map(dict.get, items, repeat("extra_id")):
-            return items
+        extra_ids = list(map(dict.get, items, repeat("extra_id")))
+        if None not in extra_ids:
+            return items, extra_ids
     except TypeError:  # a model or another mapping among them
         pass
     wire = to_wire_items(items)
     for offset, item in enumerate(wire):
         if type(item) is dict and item.get("extra_id") is None:
             wire[offset] = {**item, "extra_id": f"{run_id}-{first + offset}"}
-    return wire
+    return wire, None
 
 
 class _Sender(ChunkPoster):
@@ -471,8 +473,8 @@ class _Sender(ChunkPoster):
         rules, run_id = self.envelope.rules, self.report.run_id
         for start in range(0, len(items), SLICE):
             await checkpoint()
-            part = _wire_chunk(items[start : start + SLICE], first + start, run_id)
-            problems += check_items(part, rules, first_index=first + start)
+            part, extra_ids = _wire_chunk(items[start : start + SLICE], first + start, run_id)
+            problems += check_items(part, rules, first_index=first + start, extra_ids=extra_ids)
             wire += part
         return wire, problems
 
