@@ -237,7 +237,8 @@ class JobUpdate:
 
     job_id: str
     answer: StatusAnswer | None
-    """The latest status answer as parsed JSON; None when ``error`` is set."""
+    """The latest status answer as parsed JSON; None when ``error`` is set (or the poller does
+    not keep answers: ``JobPoller.keep_answers``)."""
     counts: Counts
     """The counts of ``status`` (the last known ones when ``error`` is set)."""
     final: bool
@@ -303,6 +304,10 @@ class JobPoller:
         self.deadline = options.deadline
         self.max_concurrency = limit
         """Status requests in flight at most: ``max_concurrency`` capped by the client's pool."""
+        self.keep_answers = True
+        """Whether updates carry their parsed answer (``JobUpdate.answer`` and ``status``);
+        ``finish_polling`` turns it off, wanting only the summary, so that each answer is freed
+        (a slice at a time) as soon as it is counted."""
         self._ready: deque[JobUpdate] = deque()
         self._ends_at: float | None = None
 
@@ -359,10 +364,13 @@ class JobPoller:
         job.summary = summary
         job.read = True
         if changed or final:
-            self._ready.append(JobUpdate(job.job_id, answer, summary.counts, final))
+            kept = answer if self.keep_answers else None
+            self._ready.append(JobUpdate(job.job_id, kept, summary.counts, final))
         job.done = final
         job.wait = self.interval if changed else min(self.max_interval, job.wait * 2)
         job.due = anyio.current_time() + job.wait * (1.0 - 0.5 * random.random())
+        if not self.keep_answers:
+            await answer.release()
 
     def _deadline_error(self, waiting: list[_Job]) -> PollDeadlineError:
         pending = {job.job_id: job.summary.counts for job in waiting}
@@ -398,7 +406,8 @@ def poll_jobs(
 
 
 async def finish_polling(poller: JobPoller) -> CampaignSummary:
-    """Run ``poller`` to its end and return its campaign summary."""
+    """Run ``poller`` to its end and return its campaign summary (its updates are not kept)."""
+    poller.keep_answers = False
     async for _ in poller:
         pass
     return poller.summary

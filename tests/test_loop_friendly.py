@@ -18,7 +18,7 @@ from test_sender import CAMPAIGN, assert_partition, rows
 
 import hyber_async as hy
 from hyber_async._codec import Envelope
-from hyber_async._poller import poll_jobs, summarize, summarize_tallies
+from hyber_async._poller import PollOptions, poll_jobs, summarize, summarize_tallies
 from hyber_async._sender import SLICE, SendOptions, send_in_chunks
 from hyber_async._status_answer import parse_status_body, read_status_answer
 from hyber_async._validation import Kind
@@ -245,3 +245,30 @@ async def test_a_broken_body_parsed_in_pieces_is_refused(body: bytes) -> None:
     """A body that is not JSON raises as ``orjson.loads`` does, however it was cut."""
     with pytest.raises(orjson.JSONDecodeError):
         await parse_status_body(body, 1)
+
+
+@pytest.mark.anyio
+async def test_wait_for_jobs_keeps_no_answer(router: respx.MockRouter) -> None:  # noqa: F811
+    """``finish_polling`` wants only the summary: no update keeps its answer, and each answer
+    is emptied once counted."""
+    ScriptedAPI(router, {"a": [report("sms", "pending"), report("sms", "expired")]})
+    seen: list[hy.StatusAnswer] = []
+    async with make_client() as client:
+        read = client.read_status
+
+        async def spy(job_id: str) -> hy.StatusAnswer:
+            answer = await read(job_id)
+            seen.append(answer)
+            return answer
+
+        client.read_status = spy  # type: ignore[method-assign]
+        poller = hy.JobPoller(client, ["a"], PollOptions(FAST["interval"], FAST["max_interval"]))
+        updates: list[hy.JobUpdate] = []
+        poller.keep_answers = False
+        async for update in poller:
+            updates.append(update)
+        summary = poller.summary
+    assert [u.answer for u in updates] == [None, None]
+    assert len(seen) == 2
+    assert all(answer.messages == [] for answer in seen)
+    assert (summary.counts.delivered, summary.counts.expired) == (1, 1)
