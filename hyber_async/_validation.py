@@ -543,7 +543,7 @@ def check_items(
     return problems
 
 
-def _all_valid(items: Sequence[Any], rules: ItemRules, extra_ids: list[Any] | None) -> bool:
+def _all_valid(items: Sequence[Any], rules: ItemRules, extra_ids: list[Any] | None = None) -> bool:
     """True when every item is certainly valid; False means "look at each item".
 
     Each test is one pass in C over the chunk: ``dict.get`` raises on a non-dict, ``sum`` of
