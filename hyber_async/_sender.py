@@ -1,7 +1,9 @@
 """The streaming mass sender behind ``stream_batch`` and ``stream_broadcast``.
 
-One producer reads the input lazily, a chunk at a time; converts, checks and encodes the chunk;
-and hands it over a zero-buffer stream to ``concurrency`` workers that POST it. So at most
+One producer reads the input lazily, a chunk at a time; converts, checks and encodes the chunk
+(a slice of ``SLICE`` items at a time, with a checkpoint before each, so that a service's event
+loop is never held for long); and hands it over a zero-buffer stream to ``concurrency``
+workers that POST it. So at most
 ``concurrency + 1`` encoded chunks exist at once, whatever the size of the input.
 
 Every chunk's state lives in its ``ChunkRecord``; the workers move it from ``PENDING`` through
