@@ -13,16 +13,26 @@ stall. Scenarios, each in a fresh child process:
   process at ``--time-scale 1000`` (every job final by the time it is polled).
 
 The baseline is a bare ``orjson.loads`` of the largest status answer (50,000 messages), the least
-any client must spend in one go to read it; each stall is also printed as a ratio to it.
+any client must spend in one go to read it; each stall is also printed as a ratio to it. The poll
+scenario also gives the client's CPU time per polled message (the emulator runs in its own
+process) as a ratio to the bare parse's per message.
 
-Run: ``python benchmarks/loop_stall.py [--recipients 1000000] [--jobs 10] [--only SCENARIO]``.
+``--repeat N`` runs every scenario N times (interleaved) and prints medians. ``--before PATH``
+runs each child also with ``PYTHONPATH=PATH`` (another checkout of the library), alternating
+before and after, for an A/B in the same period of a shared machine; the sink and the emulator
+are the same for both.
+
+Run: ``python benchmarks/loop_stall.py [--recipients 1000000] [--jobs 10] [--only SCENARIO]
+[--repeat N] [--before PATH]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -138,12 +148,22 @@ async def poll(url: str, jobs: int) -> dict[str, float]:
         body = answer.content
         bare = min(_timed(lambda: orjson.loads(body)) for _ in range(7))
 
+        cpu: list[float] = []
+
         async def work() -> None:
+            started = time.process_time()
             summary = await client.wait_for_jobs(report.job_ids, interval=0.1, deadline=120)
+            cpu.append(time.process_time() - started)
             assert summary.counts.total == jobs * CHUNK, summary.counts
 
         figures = await beside_heartbeat(work)
-    return {**figures, "bare_loads_ms": bare * 1e3, "answer_mb": len(body) / 1e6}
+    per_message = cpu[0] / (jobs * CHUNK)
+    return {
+        **figures,
+        "bare_loads_ms": bare * 1e3,
+        "answer_mb": len(body) / 1e6,
+        "cpu_ratio": per_message / (bare / CHUNK),
+    }
 
 
 def _timed(func: Callable[[], object]) -> float:
@@ -163,11 +183,15 @@ def child(scenario: str, url: str, n: int, jobs: int) -> None:
     print(json.dumps(figures))
 
 
-def run_child(scenario: str, url: str, n: int, jobs: int) -> dict[str, float]:
-    """Figures of ``scenario`` measured in a child process."""
+def run_child(
+    scenario: str, url: str, n: int, jobs: int, path: str | None = None
+) -> dict[str, float]:
+    """Figures of ``scenario`` measured in a child process (importing the library from
+    ``path`` when given)."""
     argv = [sys.executable, __file__, "--child", scenario, "--url", url]
     argv += ["--recipients", str(n), "--jobs", str(jobs)]
-    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    env = dict(os.environ, PYTHONPATH=path) if path else None
+    out = subprocess.run(argv, check=True, capture_output=True, text=True, env=env).stdout
     result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
     return result
 
@@ -188,12 +212,19 @@ def started(argv: list[str], url: str) -> subprocess.Popen[bytes]:
     raise SystemExit(f"the server at {url} did not start")
 
 
+def median_figures(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The median of each figure over ``runs``."""
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
 def main() -> None:
     """Measure each scenario in its own process and print a table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--recipients", type=int, default=1_000_000)
     parser.add_argument("--jobs", type=int, default=10)
     parser.add_argument("--only", choices=("send-list", "send-generator", "poll"))
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--before", help="PYTHONPATH of the library to compare against")
     parser.add_argument("--child")
     parser.add_argument("--url")
     args = parser.parse_args()
@@ -201,7 +232,10 @@ def main() -> None:
         child(args.child, args.url, args.recipients, args.jobs)
         return
     scenarios = [args.only] if args.only else ["send-list", "send-generator", "poll"]
-    rows = {}
+    versions: dict[str, str | None] = {"after": None}
+    if args.before:
+        versions = {"before": args.before, "after": os.getcwd()}
+    runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     sink_port, emulator_port = free_port(), free_port()
     sink_url, emulator_url = f"http://127.0.0.1:{sink_port}", f"http://127.0.0.1:{emulator_port}"
     sink = subprocess.Popen(
@@ -213,23 +247,33 @@ def main() -> None:
     try:
         assert sink.stdout is not None
         sink.stdout.readline()
-        for scenario in scenarios:
-            url = emulator_url if scenario == "poll" else sink_url
-            rows[scenario] = run_child(scenario, url, args.recipients, args.jobs)
+        for _ in range(args.repeat):
+            for scenario in scenarios:
+                url = emulator_url if scenario == "poll" else sink_url
+                for version, path in versions.items():
+                    figures = run_child(scenario, url, args.recipients, args.jobs, path)
+                    runs.setdefault((scenario, version), []).append(figures)
     finally:
         sink.kill()
         emulator.kill()
-    bare = rows.get("poll", {}).get("bare_loads_ms")
+    rows = {key: median_figures(values) for key, values in runs.items()}
+    bares = [f["bare_loads_ms"] for (s, _), f in rows.items() if s == "poll"]
+    bare = statistics.median(bares) if bares else None
     print(f"# heartbeat 1 ms; {args.recipients:,} recipients; poll: {args.jobs} x 50,000")
+    print(f"# medians of {args.repeat} run(s) in fresh processes, versions interleaved")
     if bare:
         print(f"# bare orjson.loads of one 50,000-message status answer: {bare:.1f} ms\n")
-    print("| scenario | seconds | longest stall (ms) | p99 stall (ms) | longest / bare loads |")
-    print("|---|---:|---:|---:|---:|")
-    for scenario, figures in rows.items():
+    print(
+        "| scenario | version | seconds | longest stall (ms) | p99 stall (ms) "
+        "| longest / bare loads | client CPU per message / loads |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for (scenario, version), figures in rows.items():
         ratio = f"{figures['max_ms'] / bare:.1f}x" if bare else "-"
+        cpu = f"{figures['cpu_ratio']:.2f}x" if "cpu_ratio" in figures else "-"
         print(
-            f"| {scenario} | {figures['seconds']:.2f} | {figures['max_ms']:.1f} "
-            f"| {figures['p99_ms']:.2f} | {ratio} |"
+            f"| {scenario} | {version} | {figures['seconds']:.2f} | {figures['max_ms']:.1f} "
+            f"| {figures['p99_ms']:.2f} | {ratio} | {cpu} |"
         )
 
 

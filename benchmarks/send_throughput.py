@@ -22,6 +22,7 @@ import os
 import platform
 import resource
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -150,16 +151,19 @@ def run_one(name: str, url: str, n: int) -> None:
     import hyber_async  # noqa: F401
 
     anyio.run(CONTENDERS[name], url, WARM_UP)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     anyio.run(CONTENDERS[name], url, n)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": seconds, "peak_mb": peak_kib / 1024}))
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_mb": peak_kib / 1024}))
 
 
-def measure(name: str, url: str, n: int) -> dict[str, float]:
+def measure(name: str, url: str, n: int, path: str | None = None) -> dict[str, float]:
+    """Time and peak RSS of contender ``name`` in a fresh process (importing the library from
+    ``path`` when given)."""
     child = [sys.executable, __file__, "--child", name, "--url", url, "--recipients", str(n)]
-    out = subprocess.run(child, check=True, capture_output=True, text=True).stdout
+    env = dict(os.environ, PYTHONPATH=path) if path else None
+    out = subprocess.run(child, check=True, capture_output=True, text=True, env=env).stdout
     result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
     return result
 
@@ -175,6 +179,7 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--memory", default="500000,5000000", help="sizes for the RSS check")
+    parser.add_argument("--before", help="PYTHONPATH of the library to compare against")
     parser.add_argument("--child")
     parser.add_argument("--url")
     args = parser.parse_args()
@@ -192,19 +197,36 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}/1"
         n = args.recipients
         print(
-            f"# {n:,} recipients, chunks of {CHUNK:,}, concurrency {CONCURRENCY}, best of "
-            f"{args.repeat}; {platform.python_version()}, {os.cpu_count()} cores\n"
+            f"# {n:,} recipients, chunks of {CHUNK:,}, concurrency {CONCURRENCY}, median of "
+            f"{args.repeat} (contenders interleaved); {platform.python_version()}, "
+            f"{os.cpu_count()} cores\n"
         )
-        best: dict[str, float] = {}
+        contenders: list[tuple[str, str | None]] = [(name, None) for name in CONTENDERS]
+        if args.before:
+            contenders += [(name, args.before) for name in CONTENDERS if "hyber" in name]
+        times: dict[tuple[str, str | None], list[float]] = {}
+        cpus: dict[tuple[str, str | None], list[float]] = {}
         for _ in range(args.repeat):
-            for name in CONTENDERS:
-                seconds = measure(name, url, n)["seconds"]
-                best[name] = min(best.get(name, seconds), seconds)
-        print("| contender | seconds | recipients/s | ratio to floor |")
-        print("|---|---:|---:|---:|")
-        for name, seconds in best.items():
-            ratio = best["floor"] / seconds
-            print(f"| {name} | {seconds:.2f} | {n / seconds:,.0f} | {ratio:.2f}x |")
+            for name, path in contenders:
+                figures = measure(name, url, n, path)
+                times.setdefault((name, path), []).append(figures["seconds"])
+                cpus.setdefault((name, path), []).append(figures["cpu"])
+        median = {key: statistics.median(values) for key, values in times.items()}
+        cpu = {key: statistics.median(values) for key, values in cpus.items()}
+        floor_seconds, floor_cpu = median["floor", None], cpu["floor", None]
+        print(
+            "| contender | seconds (median) | range | recipients/s | ratio to floor "
+            "| CPU s (median) | CPU ratio to floor |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for (name, path), seconds in median.items():
+            label = f"{name} (before: {path})" if path else name
+            spread = f"{min(times[name, path]):.2f}-{max(times[name, path]):.2f}"
+            used = cpu[name, path]
+            print(
+                f"| {label} | {seconds:.2f} | {spread} | {n / seconds:,.0f} "
+                f"| {floor_seconds / seconds:.2f}x | {used:.2f} | {floor_cpu / used:.2f}x |"
+            )
         sizes = [int(s) for s in args.memory.split(",") if s]
         if sizes:
             print("\n| stream_broadcast from a generator | peak RSS (MB) |")

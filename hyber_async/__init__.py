@@ -95,6 +95,7 @@ from ._send_report import (
     RecipientOutcome,
     SendReport,
 )
+from ._status_answer import StatusAnswer
 from ._validation import MAX_ITEMS
 
 try:
@@ -167,6 +168,7 @@ __all__ = [
     "SimpleDeliveryReport",
     "SmsOptions",
     "Status",
+    "StatusAnswer",
     "SyncResult",
     "Throttling",
     "Timeouts",

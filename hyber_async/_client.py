@@ -69,6 +69,7 @@ from ._sender import (
     SendOptions,
     send_in_chunks,
 )
+from ._status_answer import StatusAnswer, read_status_answer
 from ._transport import Transport, _Secret, base_url_of, host_of, setting, with_extra_ids
 from ._validation import MAX_ITEMS, check_items, check_message
 from .journal import Journal
@@ -261,13 +262,18 @@ class HyberClient:
 
     async def get_status(self, job_id: str) -> JobStatus:
         """The status report of every message of a job."""
+        return (await self.read_status(job_id)).status
+
+    async def read_status(self, job_id: str) -> StatusAnswer:
+        """The status report of a job, parsed but not typed: its ``messages`` as JSON objects,
+        counted cheaply by ``poll_jobs``, its typed ``status`` built on first access."""
         if not isinstance(job_id, str) or _JOB_ID.fullmatch(job_id) is None:
             raise ValidationError([Problem("job_id", f"must be a job id, got {job_id!r:.80}")])
         if len(job_id) > _JOB_ID_MAX:
             message = f"must be at most {_JOB_ID_MAX} characters, got {len(job_id)}"
             raise ValidationError([Problem("job_id", message)])
         response = await self.request("GET", f"status/{job_id}")
-        return decode_answer(response, JobStatus)
+        return await read_status_answer(response)
 
     # --- any number of items ---------------------------------------------------------------
 

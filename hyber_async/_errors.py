@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import attrs
 import httpx
@@ -384,14 +384,21 @@ _STATUS_ERRORS: dict[int, type[APIError]] = {
 }
 
 
+ERROR_BODY_MAX: Final = 64 * 1024
+"""The longest success body still looked at for the API's error object."""
+
+
 def raise_for_answer(response: httpx.Response) -> None:
     """Raise the ``APIError`` that ``response`` stands for; return when it is a success.
 
-    The error body is recognised on any status, 200 included.
+    The error body is recognised on any status, 200 included; on a success, only in a body of
+    at most ``ERROR_BODY_MAX`` bytes (the error object is a code and a sentence), so that a
+    13 MB status answer is not parsed a second time for it.
     """
     status = response.status_code
     if 200 <= status < 300:
-        if error_body(response.content)[0] is None:
+        content = response.content
+        if len(content) > ERROR_BODY_MAX or error_body(content)[0] is None:
             return
         raise BadRequestError(response)
     retry_after = parse_retry_after(response.headers.get("retry-after"))

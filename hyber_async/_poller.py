@@ -19,9 +19,11 @@ from typing import Final, Protocol
 
 import anyio
 import attrs
+from anyio.lowlevel import checkpoint
 
 from ._errors import HyberError, InvalidValueError, PollDeadlineError
 from ._models import Channel, ErrorCode, HyberStatus, JobStatus, Status
+from ._status_answer import StatusAnswer, Tally
 
 __all__ = [
     "CHANNEL_OF_CODE",
@@ -39,6 +41,7 @@ __all__ = [
     "finish_polling",
     "poll_jobs",
     "summarize",
+    "summarize_tallies",
     "wait_for_jobs",
 ]
 
@@ -60,8 +63,8 @@ class StatusReader(Protocol):
     def max_connections(self) -> int:
         """Requests kept in flight at most."""
 
-    async def get_status(self, job_id: str) -> JobStatus:
-        """The status report of every message of job ``job_id``."""
+    async def read_status(self, job_id: str) -> StatusAnswer:
+        """The status answer of job ``job_id``, parsed but not typed (see ``StatusAnswer``)."""
 
 
 @attrs.frozen
@@ -164,40 +167,63 @@ class CampaignSummary:
 
 def summarize(statuses: Mapping[str, JobStatus]) -> CampaignSummary:
     """The summary of status reports, given by job id."""
-    tally: Counter[tuple[str, str]] = Counter()
+    return summarize_tallies(
+        {
+            job_id: Counter(
+                (m.error_code, m.status, m.hyber_status, m.delivered_sms_parts is not None)
+                for m in status.messages
+            )
+            for job_id, status in statuses.items()
+        }
+    )
+
+
+def summarize_tallies(tallies: Mapping[str, Tally]) -> CampaignSummary:
+    """The summary of status reports counted by their outcome fields (``StatusAnswer.tally``),
+    given by job id: each distinct combination is classified once, whatever its count."""
+    by_outcome: Counter[tuple[str, str]] = Counter()
     errors: Counter[int] = Counter()
     pending_jobs: list[str] = []
-    channel_of = CHANNEL_OF_CODE
-    for job_id, status in statuses.items():
+    for job_id, tally in tallies.items():
         pending = 0
-        for m in status.messages:
-            code = m.error_code
+        for (code, status, hyber_status, has_parts), count in tally.items():
+            channel, outcome = _classify(code, status, hyber_status, has_parts)
+            by_outcome[channel, outcome] += count
             if code is not None:
-                errors[code] += 1
-                outcome = "expired" if code in EXPIRED_CODES else "failed"
-                channel = channel_of.get(code) or channel_of.get(m.hyber_status or 0)
-            else:
-                if m.status == Status.DELIVERED:
-                    outcome = "delivered"
-                elif m.status == Status.UNDELIVERED:
-                    outcome = "expired" if m.hyber_status in EXPIRED_CODES else "failed"
-                else:
-                    outcome = "pending"
-                channel = channel_of.get(m.hyber_status or 0)
-            if channel is None:
-                if m.delivered_sms_parts is not None:
-                    channel = Channel.SMS.value
-                else:
-                    channel = PENDING_CHANNEL if outcome == "pending" else UNTOLD_CHANNEL
-            tally[channel, outcome] += 1
-            pending += outcome == "pending"
-        if pending or not status.messages:
+                errors[code] += count
+            if outcome == "pending":
+                pending += count
+        if pending or not tally:
             pending_jobs.append(job_id)
     by_channel: dict[str, Counts] = {}
-    for (channel, outcome), count in tally.items():
+    for (channel, outcome), count in by_outcome.items():
         by_channel[channel] = by_channel.get(channel, Counts()) + Counts(**{outcome: count})
     total = sum(by_channel.values(), Counts())
-    return CampaignSummary(len(statuses), total, by_channel, dict(errors), tuple(pending_jobs))
+    return CampaignSummary(len(tallies), total, by_channel, dict(errors), tuple(pending_jobs))
+
+
+def _classify(
+    code: int | None, status: int | None, hyber_status: int | None, has_parts: bool
+) -> tuple[str, str]:
+    """``(channel, outcome)`` of a message with these outcome fields (see ``CampaignSummary``)."""
+    channel_of = CHANNEL_OF_CODE
+    if code is not None:
+        outcome = "expired" if code in EXPIRED_CODES else "failed"
+        channel = channel_of.get(code) or channel_of.get(hyber_status or 0)
+    else:
+        if status == Status.DELIVERED:
+            outcome = "delivered"
+        elif status == Status.UNDELIVERED:
+            outcome = "expired" if hyber_status in EXPIRED_CODES else "failed"
+        else:
+            outcome = "pending"
+        channel = channel_of.get(hyber_status or 0)
+    if channel is None:
+        if has_parts:
+            channel = Channel.SMS.value
+        else:
+            channel = PENDING_CHANNEL if outcome == "pending" else UNTOLD_CHANNEL
+    return channel, outcome
 
 
 @attrs.frozen
@@ -210,13 +236,24 @@ class JobUpdate:
     """
 
     job_id: str
-    status: JobStatus | None
-    """The latest status report; None when ``error`` is set."""
+    answer: StatusAnswer | None
+    """The latest status answer as parsed JSON; None when ``error`` is set (or the poller does
+    not keep answers: ``JobPoller.keep_answers``)."""
     counts: Counts
     """The counts of ``status`` (the last known ones when ``error`` is set)."""
     final: bool
     error: HyberError | None = None
     """Why polling this job stopped before it was final (retries exhausted, an error answer)."""
+
+    @property
+    def status(self) -> JobStatus | None:
+        """The latest status report as typed models (None when ``error`` is set).
+
+        Built on first access (a model per message, every field checked: about twice the
+        parse of the answer), so polling pays for it only when it is read. Raises
+        ``UnexpectedResponseError`` when a message does not read as a ``MessageStatus``.
+        """
+        return None if self.answer is None else self.answer.status
 
 
 @attrs.define
@@ -248,6 +285,10 @@ class JobPoller:
         self.deadline = options.deadline
         self.max_concurrency = limit
         """Status requests in flight at most: ``max_concurrency`` capped by the client's pool."""
+        self.keep_answers = True
+        """Whether updates carry their parsed answer (``JobUpdate.answer`` and ``status``);
+        ``finish_polling`` turns it off, wanting only the summary, so that each answer is freed
+        (a slice at a time) as soon as it is counted."""
         self._ready: deque[JobUpdate] = deque()
         self._ends_at: float | None = None
 
@@ -260,6 +301,9 @@ class JobPoller:
         return self
 
     async def __anext__(self) -> JobUpdate:
+        # The caller's previous update (a parsed answer of up to 50,000 messages) is freed
+        # when the next is handed over: each such release gets its own turn of the loop.
+        await checkpoint()
         now = anyio.current_time()
         if self._ends_at is None and self.deadline is not None:
             self._ends_at = now + self.deadline
@@ -288,22 +332,26 @@ class JobPoller:
     async def _poll(self, job: _Job, limiter: anyio.CapacityLimiter) -> None:
         try:
             async with limiter:
-                status = await self._client.get_status(job.job_id)
+                answer = await self._client.read_status(job.job_id)
+            tally = await answer.tally()
         except HyberError as exc:
             job.done = True
             job.summary = attrs.evolve(job.summary, pending_jobs=(), failed_jobs={job.job_id: exc})
             self._ready.append(JobUpdate(job.job_id, None, job.summary.counts, False, exc))
             return
-        summary = summarize({job.job_id: status})
+        summary = summarize_tallies({job.job_id: tally})
         final = not summary.pending_jobs
         changed = summary.counts != job.summary.counts or not job.read
         job.summary = summary
         job.read = True
         if changed or final:
-            self._ready.append(JobUpdate(job.job_id, status, summary.counts, final))
+            kept = answer if self.keep_answers else None
+            self._ready.append(JobUpdate(job.job_id, kept, summary.counts, final))
         job.done = final
         job.wait = self.interval if changed else min(self.max_interval, job.wait * 2)
         job.due = anyio.current_time() + job.wait * (1.0 - 0.5 * random.random())
+        if not self.keep_answers:
+            await answer.release()
 
     def _deadline_error(self, waiting: list[_Job]) -> PollDeadlineError:
         pending = {job.job_id: job.summary.counts for job in waiting}
@@ -339,7 +387,8 @@ def poll_jobs(
 
 
 async def finish_polling(poller: JobPoller) -> CampaignSummary:
-    """Run ``poller`` to its end and return its campaign summary."""
+    """Run ``poller`` to its end and return its campaign summary (its updates are not kept)."""
+    poller.keep_answers = False
     async for _ in poller:
         pass
     return poller.summary

@@ -1,7 +1,9 @@
 """The streaming mass sender behind ``stream_batch`` and ``stream_broadcast``.
 
-One producer reads the input lazily, a chunk at a time; converts, checks and encodes the chunk;
-and hands it over a zero-buffer stream to ``concurrency`` workers that POST it. So at most
+One producer reads the input lazily, a chunk at a time; converts, checks and encodes the chunk
+(a slice of ``SLICE`` items at a time, with a checkpoint before each, so that a service's event
+loop is never held for long); and hands it over a zero-buffer stream to ``concurrency``
+workers that POST it. So at most
 ``concurrency + 1`` encoded chunks exist at once, whatever the size of the input.
 
 Every chunk's state lives in its ``ChunkRecord``; the workers move it from ``PENDING`` through
@@ -24,11 +26,12 @@ import math
 import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from itertools import repeat
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import anyio
 import attrs
 import orjson
+from anyio.lowlevel import checkpoint
 
 from ._chunking import chunked
 from ._codec import Envelope, decode_answer, match_sync_results, to_wire_items
@@ -66,6 +69,12 @@ logger = logging.getLogger("hyber_async")
 
 DEFAULT_CONCURRENCY = 4
 """Requests in flight per campaign: enough to overlap encoding with the network on two cores."""
+
+SLICE: Final = 2_500
+"""Items converted, checked or encoded between two checkpoints: a few milliseconds of work, so
+that a service's event loop is never held for long by a send (``benchmarks/loop_stall.py``)."""
+_DIGEST_SLICE: Final = 1 << 19
+"""Bytes of a body hashed between two checkpoints."""
 
 OnInvalid = Literal["skip", "abort"]
 ProgressCallback = Callable[[Progress], Awaitable[None] | None]
@@ -323,9 +332,15 @@ class ChunkPoster:
 IN_FLIGHT_AT_STOP = "in flight when the previous run stopped: reconcile before sending again"
 
 
-def digest(body: bytes) -> bytes:
-    """What the journal keeps of a request body to recognise the same input on a resume."""
-    return hashlib.blake2b(body, digest_size=16).digest()
+async def _digest(body: bytes) -> bytes:
+    """What the journal keeps of a request body to recognise the same input on a resume,
+    hashed a slice at a time (a checkpoint before each)."""
+    hasher = hashlib.blake2b(digest_size=16)
+    view = memoryview(body)
+    for start in range(0, len(body), _DIGEST_SLICE):
+        await checkpoint()
+        hasher.update(view[start : start + _DIGEST_SLICE])
+    return hasher.digest()
 
 
 def paced_chunk_size(chunk_size: int, max_rate: float | None) -> int:
@@ -339,8 +354,9 @@ def fingerprint(kind: Kind, envelope: Envelope, chunk_size: int, sync: bool) -> 
     return hashlib.sha256(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def _wire_chunk(items: list[Any], first: int, run_id: str) -> list[Any]:
-    """The chunk in wire form, every item with an ``extra_id`` (``{run_id}-{input index}``).
+def _wire_chunk(items: list[Any], first: int, run_id: str) -> tuple[list[Any], list[Any] | None]:
+    """The chunk in wire form, every item with an ``extra_id`` (``{run_id}-{input index}``),
+    and each item's ``extra_id`` when they were read on the way (for ``check_items``).
 
     An item without one gets the stable ``{run_id}-{input index}``. The common case, plain
     dicts that all carry one, is settled by a single pass in C (``dict.get`` refuses anything
@@ -350,15 +366,16 @@ def _wire_chunk(items: list[Any], first: int, run_id: str) -> list[Any]:
         # One pass, no Python loop: ``dict.get`` raises TypeError for any item that is not a
         # plain dict (a model, another mapping), and yields None for a dict without an
         # extra_id; so no None and no TypeError means every item is a dict that has one.
-        if None not in map(dict.get, items, repeat("extra_id")):
-            return items
+        extra_ids = list(map(dict.get, items, repeat("extra_id")))
+        if None not in extra_ids:
+            return items, extra_ids
     except TypeError:  # a model or another mapping among them
         pass
     wire = to_wire_items(items)
     for offset, item in enumerate(wire):
         if type(item) is dict and item.get("extra_id") is None:
             wire[offset] = {**item, "extra_id": f"{run_id}-{first + offset}"}
-    return wire
+    return wire, None
 
 
 class _Sender(ChunkPoster):
@@ -386,6 +403,9 @@ class _Sender(ChunkPoster):
         self.max_rate = options.max_rate
         self.on_invalid = options.on_invalid
         self.journal_entries = journal.entries() if journal is not None else {}
+        empty = envelope.body([])
+        split = empty.index(b"[]") + 1  # the item list comes first: its ``[`` ends the head
+        self.body_head, self.body_tail = empty[:split], empty[split:]
         self.next_send = self.started
 
     async def run(self, items: Iterable[Any] | AsyncIterable[Any]) -> None:
@@ -417,7 +437,7 @@ class _Sender(ChunkPoster):
                 if self.stopped is not None:
                     return
                 try:
-                    record = self._prepare(chunk)
+                    record = await self._prepare(chunk)
                 except JournalMismatchError as refusal:
                     self.stop(refusal, str(refusal))
                     return
@@ -430,21 +450,73 @@ class _Sender(ChunkPoster):
                     return
                 await send.send(record)
 
-    def _prepare(self, items: list[Any]) -> ChunkRecord | None:
+    async def _prepare(self, items: list[Any]) -> ChunkRecord | None:
         """Convert, check, encode and record one chunk; ``None`` when nothing is to be sent.
 
         Nothing is sent when every item is invalid, the send aborted, or the journal says the
-        chunk is done.
+        chunk is done. The work is done in slices of ``SLICE`` items with a checkpoint before
+        each, so that the event loop is never held for long; the report is touched only once
+        all of it is done, so a cancellation in between leaves nothing half-recorded.
         """
+        first = self.report.read
+        wire, problems = await self._checked(items, first)
+        invalid = _by_item(problems) if problems else {}
+        sent = wire
+        if invalid:
+            sent = (
+                []
+                if self.on_invalid == "abort"
+                else [item for offset, item in enumerate(wire) if first + offset not in invalid]
+            )
+        body, unencodable = b"", None
+        if sent:
+            try:
+                body = await self._encoded(sent)
+            except TypeError as exc:  # orjson.JSONEncodeError too; the rules should prevent it
+                unencodable = exc
+        chunk_digest = await _digest(body) if self.journal is not None and body else b""
+        return self._record(len(items), wire, invalid, sent, body, unencodable, chunk_digest)
+
+    async def _checked(self, items: list[Any], first: int) -> tuple[list[Any], list[Problem]]:
+        """The chunk in wire form and its problems, worked out a slice at a time."""
+        wire: list[Any] = []
+        problems: list[Problem] = []
+        rules, run_id = self.envelope.rules, self.report.run_id
+        for start in range(0, len(items), SLICE):
+            await checkpoint()
+            part, extra_ids = _wire_chunk(items[start : start + SLICE], first + start, run_id)
+            problems += check_items(part, rules, first_index=first + start, extra_ids=extra_ids)
+            wire += part
+        return wire, problems
+
+    async def _encoded(self, wire: list[Any]) -> bytes:
+        """``self.envelope.body(wire)``, byte for byte, encoded a slice at a time."""
+        parts: list[bytes | memoryview] = [self.body_head]
+        for start in range(0, len(wire), SLICE):
+            await checkpoint()
+            if start:
+                parts.append(b",")
+            parts.append(memoryview(orjson.dumps(wire[start : start + SLICE]))[1:-1])
+        parts.append(self.body_tail)
+        return b"".join(parts)
+
+    def _record(
+        self,
+        size: int,
+        wire: list[Any],
+        invalid: dict[int, list[Problem]],
+        sent: list[Any],
+        body: bytes,
+        unencodable: TypeError | None,
+        chunk_digest: bytes,
+    ) -> ChunkRecord | None:
+        """Record a prepared chunk in the report (no await: all of it or nothing)."""
         report = self.report
         first = report.read
-        report.read += len(items)
-        record = ChunkRecord(number=len(report.chunks), first_index=first, size=len(items))
+        report.read += size
+        record = ChunkRecord(number=len(report.chunks), first_index=first, size=size)
         report.chunks.append(record)
-        wire = _wire_chunk(items, first, report.run_id)
-        problems = check_items(wire, self.envelope.rules, first_index=first)
-        if problems:
-            invalid = _by_item(problems)
+        if invalid:
             if self.on_invalid == "abort":
                 self._abort(record, wire, invalid)
                 return None
@@ -453,25 +525,23 @@ class _Sender(ChunkPoster):
                 for index, found in invalid.items()
             )
             record.indices = [i for i in range(first, first + len(wire)) if i not in invalid]
-            wire = [wire[i - first] for i in record.indices]
-            if not wire:
+            if not sent:
                 self.finish(record, ChunkState.NOT_SENT, "every item of the chunk is invalid")
                 return None
-        record.sent = len(wire)
-        try:
-            record.body = self.envelope.body(wire)
-        except TypeError as exc:  # orjson.JSONEncodeError too; the rule set should prevent it
-            reason = f"not sent: the chunk cannot be encoded as JSON ({exc})"
-            positions = record.indices or range(first, first + len(wire))
+        record.sent = len(sent)
+        if unencodable is not None:
+            reason = f"not sent: the chunk cannot be encoded as JSON ({unencodable})"
+            positions = record.indices or range(first, first + len(sent))
             record.excluded.extend(
                 _item_outcome(index, item, Outcome.NOT_SENT, reason)
-                for index, item in zip(positions, wire, strict=True)
+                for index, item in zip(positions, sent, strict=True)
             )
             record.sent = 0
             self.finish(record, ChunkState.NOT_SENT, reason)
             return None
+        record.body = body
         if self.journal is not None:
-            record.digest = digest(record.body)
+            record.digest = chunk_digest
             if self._resumed(record):
                 return None
         self.unfinished[record.number] = record

@@ -496,13 +496,21 @@ def item_rules(wire: Mapping[str, Any], kind: Kind) -> ItemRules:
     return ItemRules(kind, placeholders=frozenset(needed), templates=templates)
 
 
-def check_items(items: Sequence[Any], rules: ItemRules, *, first_index: int = 0) -> list[Problem]:
+def check_items(
+    items: Sequence[Any],
+    rules: ItemRules,
+    *,
+    first_index: int = 0,
+    extra_ids: list[Any] | None = None,
+) -> list[Problem]:
     """Every problem of ``items``; ``first_index`` is the input position of ``items[0]``.
 
     It runs for every recipient of a campaign, so a chunk is first checked as a whole with a
-    few C-level passes; only a chunk that fails them is walked item by item.
+    few C-level passes; only a chunk that fails them is walked item by item. ``extra_ids``,
+    when the caller has read them already, is each item's ``dict.get("extra_id")`` (so every
+    item is a ``dict``), saving that pass.
     """
-    if _all_valid(items, rules):
+    if _all_valid(items, rules, extra_ids):
         return []
     problems: list[Problem] = []
     key = rules.kind.items_key
@@ -515,7 +523,7 @@ def check_items(items: Sequence[Any], rules: ItemRules, *, first_index: int = 0)
     return problems
 
 
-def _all_valid(items: Sequence[Any], rules: ItemRules) -> bool:
+def _all_valid(items: Sequence[Any], rules: ItemRules, extra_ids: list[Any] | None = None) -> bool:
     """True when every item is certainly valid; False means "look at each item".
 
     Each test is one pass in C over the chunk: ``dict.get`` raises on a non-dict, ``sum`` of
@@ -528,18 +536,14 @@ def _all_valid(items: Sequence[Any], rules: ItemRules) -> bool:
     if not items:
         return False
     try:
-        extra_ids: list[Any] = list(map(dict.get, items, repeat("extra_id")))
+        if extra_ids is None:
+            extra_ids = list(map(dict.get, items, repeat("extra_id")))
         phones = list(map(itemgetter("phone_number"), items))
         if type(sum(phones)) is not int or min(phones) < PHONE_MIN or max(phones) > PHONE_MAX:
             return False
-        try:
-            "".join(extra_ids)
-        except TypeError:  # not all strings: valid only when none has an extra_id
-            if extra_ids.count(None) != len(extra_ids):
-                return False
-        else:
-            if "" in extra_ids or max(map(len, extra_ids)) > EXTRA_ID_MAX:
-                return False
+        missing = _missing_extra_ids(extra_ids)
+        if missing is None:
+            return False
         if rules.kind is Kind.BATCH:
             columns = {"text": list(map(itemgetter("text"), items))}
         else:
@@ -548,7 +552,7 @@ def _all_valid(items: Sequence[Any], rules: ItemRules) -> bool:
             "".join(values)
     except (KeyError, TypeError):
         return False
-    checked = len(items) * (1 + len(columns)) + len(items) - extra_ids.count(None)
+    checked = len(items) * (1 + len(columns)) + len(items) - missing
     if sum(map(len, items)) != checked and not _plain_json(items):
         return False
     longest = {name: max(map(len, values)) for name, values in columns.items()}
@@ -556,6 +560,19 @@ def _all_valid(items: Sequence[Any], rules: ItemRules) -> bool:
         fast_max = SMS_TEXT_MAX_UNICODE if rules.sms_text else rules.text_max
         return "" not in columns["text"] and longest["text"] <= fast_max
     return all(t.certainly_valid(columns, longest) for t in rules.templates)
+
+
+def _missing_extra_ids(extra_ids: list[Any]) -> int | None:
+    """How many items have no ``extra_id`` when every one present is certainly valid (``None``
+    when one may not be): all strings of a valid length (one ``"".join`` in C), or none at all."""
+    try:
+        "".join(extra_ids)
+    except TypeError:  # not all strings: valid only when none has an extra_id
+        missing = extra_ids.count(None)
+        return missing if missing == len(extra_ids) else None
+    if "" in extra_ids or max(map(len, extra_ids)) > EXTRA_ID_MAX:
+        return None
+    return 0
 
 
 def _plain_json(items: Sequence[dict[Any, Any]]) -> bool:

@@ -80,6 +80,7 @@ EXPECTED_ALL = [
     "SimpleDeliveryReport",
     "SmsOptions",
     "Status",
+    "StatusAnswer",
     "SyncResult",
     "Throttling",
     "Timeouts",

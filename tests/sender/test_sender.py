@@ -405,7 +405,10 @@ async def test_a_closed_client_sends_nothing_and_raises_its_error() -> None:
     assert report.not_sent == report.read
     assert report.unknown == 0
     assert_partition(report, report.read)
-    assert all(f.reason == "not sent: the client is closed" for f in report.failures())
+    # a chunk handed to a worker finds the client closed; one prepared meanwhile is not
+    # handed over once the send has stopped for it
+    assert all(f.reason.startswith("not sent") for f in report.failures())
+    assert all("closed" in f.reason for f in report.failures())
 
 
 async def test_a_failing_progress_callback_raises_its_own_error(emulated: EmulatedClient) -> None:
