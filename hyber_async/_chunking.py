@@ -19,9 +19,7 @@ READ_SLICE: Final = 2_500
 checkpoints, so that a slow generator does not hold the loop for a whole chunk."""
 
 
-def chunked(
-    items: Iterable[T] | AsyncIterable[T], size: int
-) -> AsyncGenerator[list[T], None]:
+def chunked(items: Iterable[T] | AsyncIterable[T], size: int) -> AsyncGenerator[list[T], None]:
     """Lists of at most ``size`` items, reading the input only as chunks are asked for.
 
     A ``Sequence`` is sliced; any other iterable is consumed with ``islice``, ``READ_SLICE``
