@@ -314,7 +314,9 @@ class JobPoller:
             now = anyio.current_time()
             if self._ends_at is not None and now >= self._ends_at:
                 raise self._deadline_error(waiting)
-            due = [job for job in waiting if job.due <= now]
+            # at most one poll per request slot per round: each update holds a parsed answer
+            # of up to 50,000 messages until read, so only so many wait for the caller at once
+            due = [job for job in waiting if job.due <= now][: self.max_concurrency]
             ends_at = self._ends_at if self._ends_at is not None else float("inf")
             with anyio.move_on_after(ends_at - now):
                 if due:
@@ -324,15 +326,13 @@ class JobPoller:
         return self._ready.popleft()
 
     async def _round(self, jobs: list[_Job]) -> None:
-        limiter = anyio.CapacityLimiter(self.max_concurrency)
         async with anyio.create_task_group() as tg:
-            for job in jobs:
-                tg.start_soon(self._poll, job, limiter)
+            for job in jobs:  # at most max_concurrency of them
+                tg.start_soon(self._poll, job)
 
-    async def _poll(self, job: _Job, limiter: anyio.CapacityLimiter) -> None:
+    async def _poll(self, job: _Job) -> None:
         try:
-            async with limiter:
-                answer = await self._client.read_status(job.job_id)
+            answer = await self._client.read_status(job.job_id)
             tally = await answer.tally()
         except HyberError as exc:
             job.done = True

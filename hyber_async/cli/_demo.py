@@ -207,6 +207,7 @@ async def _follow(
 ) -> CampaignSummary:
     """Poll every job to the end, showing how many messages are final."""
     poller = client.poll_jobs(report.job_ids, interval=0.5, max_interval=2.0, deadline=deadline)
+    poller.keep_answers = False  # counts are all it shows: free each answer once counted
     with console.progress("delivering", report.accepted) as bar:
         async for _ in poller:
             counts = poller.summary.counts

@@ -196,6 +196,7 @@ async def follow_jobs(
         poller = client.poll_jobs(
             list(recorder.job_starts), interval=interval, max_interval=interval, deadline=deadline
         )
+        poller.keep_answers = False  # counts are all it records: free each answer once counted
         try:
             async for update in poller:
                 last[update.job_id] = update.counts

@@ -180,3 +180,21 @@ async def test_wait_for_jobs_keeps_no_answer(router: respx.MockRouter) -> None: 
     assert len(seen) == 2
     assert all(answer.messages == [] for answer in seen)
     assert (summary.counts.delivered, summary.counts.expired) == (1, 1)
+
+
+@pytest.mark.anyio
+async def test_updates_waiting_to_be_read_are_bounded_by_the_concurrency(
+    router: respx.MockRouter,  # noqa: F811
+) -> None:
+    """Each update carries a parsed answer (up to 50,000 messages): a round polls at most
+    ``max_concurrency`` jobs, so no more answers than that wait for the caller at once, however
+    many jobs the campaign has."""
+    jobs = {f"j{i}": [report("sms")] for i in range(12)}
+    api = ScriptedAPI(router, jobs)
+    async with make_client() as client:
+        poller = poll_jobs(client, list(jobs), max_concurrency=3, **FAST)
+        waiting = []
+        async for _ in poller:
+            waiting.append(len(poller._ready) + 1)
+    assert max(waiting) <= 3
+    assert api.calls == dict.fromkeys(jobs, 1)
