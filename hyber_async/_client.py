@@ -107,7 +107,8 @@ class HyberClient:
     503 with ``Retry-After``): it backs off on them, probes upward while answers are clean,
     and serves waiting requests in FIFO order (see ``hyber_async._rate``). ``rate_control=False``
     turns it off; ``rate_limit=`` seeds it with a known quota (messages per second) to start
-    at instead of sending unpaced until the first refusal. A campaign's ``max_rate`` caps it.
+    at instead of sending unpaced (in slow start) until the first refusal. A campaign's
+    ``max_rate`` caps it.
     """
 
     def __init__(

@@ -278,12 +278,16 @@ class Transport:
                             throttling.waited += waited
                     in_flight = True
                     sent_at = anyio.current_time()
-                    outcome = await self._attempt(method, url, content, headers, items)
+                    try:
+                        outcome = await self._attempt(method, url, content, headers, items)
+                    finally:
+                        if rate is not None:
+                            rate.done(items)
                     in_flight = False
                     if not isinstance(outcome, _Failure):
                         logger.debug("%s %s -> %s", method, url.path, outcome.status_code)
                         if rate is not None:
-                            rate.accepted(items, anyio.current_time())
+                            rate.accepted(items, anyio.current_time(), sent_at)
                             self._note_rate(throttling)
                         return outcome
                     last_error = outcome.error

@@ -38,7 +38,10 @@ async def loadtest_client(
 ) -> AsyncIterator[HyberClient]:
     """An ordinary ``HyberClient`` whose every answer (each attempt) ``recorder`` counts by
     status, with a pool of ``connections``. The settings fall back to the environment as the
-    client's do; ``transport`` (e.g. ``httpx.ASGITransport``) replaces the network."""
+    client's do; ``transport`` (e.g. ``httpx.ASGITransport``) replaces the network. Its rate
+    control is off: the load test offers the load it is told (its schedule, its connections),
+    not what a controller's slow start or pacing would let through; a refused request waits
+    its own ``Retry-After``."""
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with (
         httpx.AsyncClient(
@@ -56,6 +59,7 @@ async def loadtest_client(
             retry=retry,
             max_connections=connections,
             http_client=http,
+            rate_control=False,
         ) as client,
     ):
         yield client

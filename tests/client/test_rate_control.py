@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import pytest
 from _support import batch_campaign, make_client
+from anyio import wait_all_tasks_blocked
 
 import hyber_async as hy
 from hyber_async._rate import RateController
@@ -26,6 +27,53 @@ def test_unseeded_it_does_not_pace_until_the_first_refusal() -> None:
     rate = RateController()
     assert rate.limit(0.0) is None
     assert [rate.reserve(1000, 0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.anyio
+async def test_slow_start_sends_one_request_then_doubles_per_clean_round_trip() -> None:
+    """Before the first cut an unseeded controller limits what is in flight, not the rate:
+    one request until an answer, then the window grows by each answer that came back fast
+    (1, 1, 2, 4 requests), not by a slow one; the first cut ends it."""
+    rate = RateController()
+    started: list[int] = []
+
+    async def request(i: int) -> None:
+        await rate.acquire(100)
+        started.append(i)
+
+    def answer(took: float, now: float) -> None:
+        rate.done(100)
+        rate.accepted(100, now, sent_at=now - took)
+
+    async with anyio.create_task_group() as tasks:
+        for i in range(12):
+            tasks.start_soon(request, i)
+        await wait_all_tasks_blocked()
+        assert len(started) == 1  # one request until the first answer
+        for expected in (2, 4, 8):
+            for _ in range(rate.in_flight // 100):  # every request in flight answers
+                answer(0.010, 1.0)
+            await wait_all_tasks_blocked()
+            assert len(started) == expected  # the window doubled on clean answers
+        assert rate.window == 400
+        answer(0.050, 1.1)  # 5x the fastest round-trip: a queue at the server
+        await wait_all_tasks_blocked()
+        assert rate.window == 400
+        assert len(started) == 9  # only its own place was freed
+        rate.refused(sent_at=1.05, floor=0.0, now=1.2)  # the first cut ends the slow start
+        assert rate.cuts == 1
+        assert rate.window is None
+        tasks.cancel_scope.cancel()
+
+
+def test_a_queue_that_lasts_becomes_the_new_base_and_the_window_grows_again() -> None:
+    rate = RateController()
+    rate.accepted(100, 1.0, sent_at=0.99)  # 10 ms: the fastest
+    rate.accepted(100, 1.5, sent_at=1.45)  # 50 ms: queued, no growth
+    assert rate.window == 100
+    rate.accepted(100, 2.6, sent_at=2.55)  # the fast one is more than a window old
+    assert rate.window == 200
+    assert RateController(1000).window is None  # seeded: no slow start
 
 
 def test_a_refusal_cuts_to_beta_of_the_accepted_rate_and_holds_the_queue() -> None:
@@ -117,6 +165,7 @@ async def test_refused_chunks_are_resent_once_and_every_recipient_is_accepted_on
         rate = emulated.client._transport.rate
         assert rate is not None
         assert rate.cuts >= 1
+        assert rate.in_flight == 0  # every attempt, refused or not, freed its place
 
 
 @pytest.mark.anyio

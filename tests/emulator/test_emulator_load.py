@@ -63,7 +63,10 @@ async def test_capacity_sheds_with_503_and_retry_after() -> None:
         capacity=1, latency=Latency("fixed", 0.3), capacity_retry_after=2, time_scale=1000
     )
     errors: list[hy.HyberError] = []
-    async with emulated_client(config, retry=hy.RetryPolicy(max_attempts=1)) as emulated:
+    # no rate control: its slow start would hold the second request until the first answers
+    async with emulated_client(
+        config, retry=hy.RetryPolicy(max_attempts=1), rate_control=False
+    ) as emulated:
 
         async def send() -> None:
             try:
