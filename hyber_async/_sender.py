@@ -47,7 +47,7 @@ from ._send_report import (
     outcome_of_error,
 )
 from ._transport import Requester
-from ._validation import MAX_ITEMS, check_items
+from ._validation import MAX_ITEMS, all_strings, check_items
 from .journal import JournalMismatchError, JournalWriteError
 
 if TYPE_CHECKING:
@@ -366,8 +366,9 @@ def _wire_chunk(items: list[Any], first: int, run_id: str) -> tuple[list[Any], l
         # One pass, no Python loop: ``dict.get`` raises TypeError for any item that is not a
         # plain dict (a model, another mapping), and yields None for a dict without an
         # extra_id; so no None and no TypeError means every item is a dict that has one.
+        # All strings (the usual case, one pass in C) means no None without looking for one.
         extra_ids = list(map(dict.get, items, repeat("extra_id")))
-        if None not in extra_ids:
+        if all_strings(extra_ids) or None not in extra_ids:
             return items, extra_ids
     except TypeError:  # a model or another mapping among them
         pass

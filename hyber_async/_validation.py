@@ -28,6 +28,7 @@ __all__ = [
     "MESSAGE_KEYS",
     "ItemRules",
     "Template",
+    "all_strings",
     "check_envelope",
     "check_items",
     "check_message",
@@ -548,31 +549,47 @@ def _all_valid(items: Sequence[Any], rules: ItemRules, extra_ids: list[Any] | No
             columns = {"text": list(map(itemgetter("text"), items))}
         else:
             columns = {name: list(map(itemgetter(name), items)) for name in rules.placeholders}
-        for values in columns.values():
-            "".join(values)
+        lengths = {name: _str_lengths(values) for name, values in columns.items()}
     except (KeyError, TypeError):
         return False
     checked = len(items) * (1 + len(columns)) + len(items) - missing
     if sum(map(len, items)) != checked and not _plain_json(items):
         return False
-    longest = {name: max(map(len, values)) for name, values in columns.items()}
+    longest = {name: max(found) for name, found in lengths.items()}
     if rules.kind is Kind.BATCH:
         fast_max = SMS_TEXT_MAX_UNICODE if rules.sms_text else rules.text_max
-        return "" not in columns["text"] and longest["text"] <= fast_max
+        return 0 not in lengths["text"] and longest["text"] <= fast_max
     return all(t.certainly_valid(columns, longest) for t in rules.templates)
 
 
 def _missing_extra_ids(extra_ids: list[Any]) -> int | None:
     """How many items have no ``extra_id`` when every one present is certainly valid (``None``
-    when one may not be): all strings of a valid length (one ``"".join`` in C), or none at all."""
+    when one may not be): all strings of a valid length, or none at all."""
     try:
-        "".join(extra_ids)
+        lengths = _str_lengths(extra_ids)
     except TypeError:  # not all strings: valid only when none has an extra_id
         missing = extra_ids.count(None)
         return missing if missing == len(extra_ids) else None
-    if "" in extra_ids or max(map(len, extra_ids)) > EXTRA_ID_MAX:
+    if 0 in lengths or max(lengths) > EXTRA_ID_MAX:
         return None
     return 0
+
+
+def all_strings(values: list[Any]) -> bool:
+    """True when every value is a string: one pass in C (``"".join`` refuses anything else)."""
+    try:
+        "".join(values)
+    except TypeError:
+        return False
+    return True
+
+
+def _str_lengths(values: list[Any]) -> set[int]:
+    """The distinct lengths of ``values``, in two passes in C; raises ``TypeError`` unless every
+    value is a string (``"".join`` refuses anything else). A set of the few lengths answers
+    both "is one empty" and "how long is the longest", cheaper than a pass for each."""
+    "".join(values)
+    return set(map(len, values))
 
 
 def _plain_json(items: Sequence[dict[Any, Any]]) -> bool:

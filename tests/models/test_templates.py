@@ -398,3 +398,39 @@ DOCUMENTED_OPTIONS = {
 def test_every_documented_option_is_a_model_field(model: type) -> None:
     """Each option parameter the documentation lists for a channel is a field of its model."""
     assert set(attrs.fields_dict(model)) == DOCUMENTED_OPTIONS[model]
+
+
+# --- the whole-chunk passes let no bad string column through ----------------------------------
+
+COLUMN_FAULTS = {
+    "empty extra_id": (Kind.BROADCAST, {"extra_id": ""}, "recipients[7].extra_id"),
+    "65-char extra_id": (Kind.BROADCAST, {"extra_id": "x" * 65}, "recipients[7].extra_id"),
+    "int extra_id": (Kind.BROADCAST, {"extra_id": 5}, "recipients[7].extra_id"),
+    "empty text": (Kind.BATCH, {"text": ""}, "messages[7].text"),
+    "long text": (Kind.BATCH, {"text": "x" * 766}, "messages[7].text"),
+    "bytes text": (Kind.BATCH, {"text": b"x"}, "messages[7].text"),
+    "long name": (Kind.BROADCAST, {"name": "x" * 5000}, "recipients[7].name"),
+}
+
+
+@pytest.mark.parametrize(("kind", "fault", "field"), COLUMN_FAULTS.values(), ids=COLUMN_FAULTS)
+def test_one_bad_string_in_a_chunk_is_named(kind: Kind, fault: dict[str, Any], field: str) -> None:
+    """A chunk of valid items with one bad extra_id, text or ``%key%`` value: the passes over
+    each string column (its lengths as one set) send the chunk to the item-by-item check,
+    which names that one item, whether the sender read the extra_ids already or not."""
+    if kind is Kind.BATCH:
+        wire: dict[str, Any] = {"channels": ["sms"], "channel_options": {"sms": SMS}}
+        items = [
+            {"phone_number": 380500000000 + i, "extra_id": f"m{i}", "text": "Hi"} for i in range(20)
+        ]
+    else:
+        wire = LONG_SMS
+        items = [
+            {"phone_number": 380500000000 + i, "extra_id": f"r{i}", "name": "Ann"}
+            for i in range(20)
+        ]
+    items[7] = {**items[7], **fault}
+    rules = item_rules(wire, kind)
+    for extra_ids in (None, [item["extra_id"] for item in items]):
+        problems = check_items(items, rules, extra_ids=extra_ids)
+        assert [(p.field, p.index) for p in problems] == [(field, 7)]
