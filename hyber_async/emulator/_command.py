@@ -12,7 +12,7 @@ import math
 import secrets
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._app import create_app
@@ -137,26 +137,23 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=_run_emulator)
 
 
-def _seconds(text: str) -> float:
-    """A number of seconds > 0, for argparse."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
-    return value
+def _positive(what: str) -> Callable[[str], float]:
+    """An argparse type for a finite number > 0, named ``what`` in its error."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not value > 0 or not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be {what} > 0, got {text!r}")
+        return value
+
+    return parse
 
 
-def _rate(text: str) -> float:
-    """A rate > 0, for argparse."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a number per second > 0, got {text!r}")
-    return value
+_seconds = _positive("a number of seconds")
+_rate = _positive("a number per second")
 
 
 def _latency(text: str) -> Latency:
