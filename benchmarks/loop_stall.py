@@ -31,39 +31,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-HERE = Path(__file__).parent
-CHUNK = 50_000
-CONCURRENCY = 4
-ENVELOPE: dict[str, Any] = {
-    "channels": ["viber", "sms"],
-    "channel_options": {
-        "viber": {"ttl": 60, "text": "Dear %name%! Here is a Viber message for you"},
-        "sms": {"alpha_name": "GMSU", "ttl": 300, "text": "Dear %name%! Here is an SMS"},
-    },
-    "tag": "benchmark",
-}
+from send_throughput import CHUNK, CONCURRENCY, ENVELOPE, HERE, free_port, recipients
 
-
-def recipients(n: int) -> Iterator[dict[str, Any]]:
-    """Plain-dict recipients as a database cursor yields them."""
-    for i in range(n):
-        yield {"phone_number": 380500000000 + i, "extra_id": f"r-{i}", "name": "Ann"}
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# the same campaign, recipients, chunking and concurrency as the throughput benchmark
 
 
 class Heartbeat:
