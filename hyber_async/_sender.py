@@ -1,10 +1,10 @@
 """The streaming mass sender behind ``stream_batch`` and ``stream_broadcast``.
 
-One producer reads the input lazily, a chunk at a time; converts, checks and encodes the chunk
-(a slice of ``SLICE`` items at a time, with a checkpoint before each, so that a service's event
-loop is never held for long); and hands it over a zero-buffer stream to ``concurrency``
-workers that POST it. So at most
-``concurrency + 1`` encoded chunks exist at once, whatever the size of the input.
+One producer reads the input lazily, a slice of ``SLICE`` items at a time, and converts, checks
+and encodes each slice before reading the next (with a checkpoint before each step, so that a
+service's event loop is never held for long); once a chunk's slices are in, it hands the chunk
+over a zero-buffer stream to ``concurrency`` workers that POST it. So at most one slice of
+items and ``concurrency + 1`` encoded chunks exist at once, whatever the size of the input.
 
 Every chunk's state lives in its ``ChunkRecord``; the workers move it from ``PENDING`` through
 ``IN_FLIGHT`` to a final state, and a cancelled call moves what is left to ``NOT_SENT``
@@ -33,7 +33,7 @@ import attrs
 import orjson
 from anyio.lowlevel import checkpoint
 
-from ._chunking import chunked
+from ._chunking import sliced
 from ._codec import Envelope, decode_answer, match_sync_results, to_wire_items
 from ._errors import HyberError, InvalidValueError, Problem, ValidationError
 from ._models import JobAccepted, Kind, SyncResult
@@ -71,8 +71,10 @@ DEFAULT_CONCURRENCY = 4
 """Requests in flight per campaign: enough to overlap encoding with the network on two cores."""
 
 SLICE: Final = 2_500
-"""Items converted, checked or encoded between two checkpoints: a few milliseconds of work, so
-that a service's event loop is never held for long by a send (``benchmarks/loop_stall.py``)."""
+"""Items read, then converted and checked, then encoded, between two checkpoints: a
+millisecond or so of work, so that a service's event loop is never held for long by a send
+(``benchmarks/loop_stall.py``), and few enough that a slice's items are dropped before the next
+slice is made (``_Draft``)."""
 _DIGEST_SLICE: Final = 1 << 19
 """Bytes of a body hashed between two checkpoints."""
 
@@ -379,6 +381,75 @@ def _wire_chunk(items: list[Any], first: int, run_id: str) -> tuple[list[Any], l
     return wire, None
 
 
+@attrs.define(eq=False)
+class _Draft:
+    """A chunk being prepared, a slice of the input at a time.
+
+    Only each slice's encoded form is kept (and the outcomes of the items left out): a slice's
+    items are dropped once encoded, so the items of a whole chunk are never alive at once and
+    the allocator reuses the memory of one slice for the next (holding whole chunks of fresh
+    objects made every chunk cost its size in page faults). The rare paths that need the
+    items of earlier slices again (an abort, a slice that cannot be encoded) decode them from
+    those slices, as ``ChunkRecord.members`` does.
+    """
+
+    first: int
+    """Input position of the chunk's first item."""
+    size: int = 0
+    """Items read into it so far."""
+    pieces: list[memoryview] = attrs.field(factory=list)
+    """Each slice's sent items, encoded: a JSON array without its brackets."""
+    sent: int = 0
+    """Items encoded into ``pieces``."""
+    excluded: list[RecipientOutcome] = attrs.field(factory=list)
+    left_out: list[int] = attrs.field(factory=list)
+    """Input positions of the invalid items (not sent), in order."""
+    unencodable: TypeError | None = None
+    aborted: str | None = None
+    """Why the send aborts at this chunk (``on_invalid="abort"``), once it does."""
+
+    @property
+    def unencodable_reason(self) -> str:
+        """The reason given to each item of a chunk that cannot be encoded."""
+        return f"not sent: the chunk cannot be encoded as JSON ({self.unencodable})"
+
+    def positions(self, start: int, end: int) -> list[int]:
+        """Input positions from ``start`` to ``end`` (excluded) of the items not left out."""
+        left_out = set(self.left_out)
+        return [index for index in range(start, end) if index not in left_out]
+
+    def fail_encoding(self, error: TypeError, first: int) -> None:
+        """A slice starting at ``first`` cannot be encoded: nothing of the chunk will be sent,
+        and the items already encoded are ``NOT_SENT`` with the reason."""
+        self.unencodable = error
+        self._settle_encoded(first, Outcome.NOT_SENT, self.unencodable_reason)
+
+    def abort(self, wire: list[Any], first: int, invalid: dict[int, list[Problem]]) -> None:
+        """The slice ``wire`` starting at ``first`` holds ``invalid`` items: the send aborts,
+        nothing of the chunk is sent, each item read gets its outcome."""
+        first_bad = min(invalid)
+        self.aborted = f"invalid input at item {first_bad}: {invalid[first_bad][0]}"
+        reason = f"not sent: the send was aborted at invalid item {first_bad}"
+        self._settle_encoded(first, Outcome.NOT_SENT, reason)
+        for offset, item in enumerate(wire):
+            index = first + offset
+            if index in invalid:
+                self.excluded.append(_invalid_outcome(index, item, invalid[index]))
+            else:
+                self.excluded.append(_item_outcome(index, item, Outcome.NOT_SENT, reason))
+
+    def _settle_encoded(self, end: int, outcome: Outcome, reason: str) -> None:
+        """Give the items encoded so far (read before ``end``) ``outcome``; drop them."""
+        if self.pieces:
+            encoded = orjson.loads(b"[" + b",".join(self.pieces) + b"]")
+            positions = self.positions(self.first, end)
+            self.excluded.extend(
+                _item_outcome(index, item, outcome, reason)
+                for index, item in zip(positions, encoded, strict=True)
+            )
+        self.pieces, self.sent = [], 0
+
+
 class _Sender(ChunkPoster):
     """One streaming send: reads, checks and encodes the input, and posts it."""
 
@@ -433,113 +504,109 @@ class _Sender(ChunkPoster):
         items: Iterable[Any] | AsyncIterable[Any],
         send: anyio.abc.ObjectSendStream[ChunkRecord],
     ) -> None:
-        async with contextlib.aclosing(chunked(items, self.chunk_size)) as chunks:
-            async for chunk in chunks:
+        draft = _Draft(self.report.read)
+        async with contextlib.aclosing(sliced(items, self.chunk_size, SLICE)) as slices:
+            async for part in slices:
                 if self.stopped is not None:
                     return
-                try:
-                    record = await self._prepare(chunk)
-                except JournalMismatchError as refusal:
-                    self.stop(refusal, str(refusal))
-                    return
-                if record is None:
-                    if self.report.aborted is not None:
+                await self._take(draft, part)
+                if draft.aborted is not None or draft.size == self.chunk_size:
+                    if not await self._hand_over(draft, send):
                         return
-                    continue
-                await self._pace(record.sent)
-                if self.stopped is not None:
-                    return
-                await send.send(record)
+                    draft = _Draft(self.report.read)
+        if draft.size and self.stopped is None:
+            await self._hand_over(draft, send)
 
-    async def _prepare(self, items: list[Any]) -> ChunkRecord | None:
-        """Convert, check, encode and record one chunk; ``None`` when nothing is to be sent.
-
-        Nothing is sent when every item is invalid, the send aborted, or the journal says the
-        chunk is done. The work is done in slices of ``SLICE`` items with a checkpoint before
-        each, so that the event loop is never held for long; the report is touched only once
-        all of it is done, so a cancellation in between leaves nothing half-recorded.
-        """
-        first = self.report.read
-        wire, problems = await self._checked(items, first)
-        invalid = _by_item(problems) if problems else {}
-        sent = wire
-        if invalid:
-            sent = (
-                []
-                if self.on_invalid == "abort"
-                else [item for offset, item in enumerate(wire) if first + offset not in invalid]
-            )
-        body, unencodable = b"", None
-        if sent:
-            try:
-                body = await self._encoded(sent)
-            except TypeError as exc:  # orjson.JSONEncodeError too; the rules should prevent it
-                unencodable = exc
+    async def _hand_over(
+        self, draft: _Draft, send: anyio.abc.ObjectSendStream[ChunkRecord]
+    ) -> bool:
+        """Record a prepared chunk and hand it to the workers; False when the send stops."""
+        body = await self._body(draft.pieces)
         chunk_digest = await _digest(body) if self.journal is not None and body else b""
-        return self._record(len(items), wire, invalid, sent, body, unencodable, chunk_digest)
+        try:
+            record = self._record(draft, body, chunk_digest)
+        except JournalMismatchError as refusal:
+            self.stop(refusal, str(refusal))
+            return False
+        if record is None:
+            return self.report.aborted is None
+        await self._pace(record.sent)
+        if self.stopped is not None:
+            return False
+        await send.send(record)
+        return True
 
-    async def _checked(self, items: list[Any], first: int) -> tuple[list[Any], list[Problem]]:
-        """The chunk in wire form and its problems, worked out a slice at a time."""
-        wire: list[Any] = []
-        problems: list[Problem] = []
-        rules, run_id = self.envelope.rules, self.report.run_id
-        for start in range(0, len(items), SLICE):
-            await checkpoint()
-            part, extra_ids = _wire_chunk(items[start : start + SLICE], first + start, run_id)
-            problems += check_items(part, rules, first_index=first + start, extra_ids=extra_ids)
-            wire += part
-        return wire, problems
-
-    async def _encoded(self, wire: list[Any]) -> bytes:
-        """``self.envelope.body(wire)``, byte for byte, encoded a slice at a time."""
-        parts: list[bytes | memoryview] = [self.body_head]
-        for start in range(0, len(wire), SLICE):
-            await checkpoint()
-            if start:
-                parts.append(b",")
-            parts.append(memoryview(orjson.dumps(wire[start : start + SLICE]))[1:-1])
-        parts.append(self.body_tail)
-        return b"".join(parts)
-
-    def _record(
-        self,
-        size: int,
-        wire: list[Any],
-        invalid: dict[int, list[Problem]],
-        sent: list[Any],
-        body: bytes,
-        unencodable: TypeError | None,
-        chunk_digest: bytes,
-    ) -> ChunkRecord | None:
-        """Record a prepared chunk in the report (no await: all of it or nothing)."""
-        report = self.report
-        first = report.read
-        report.read += size
-        record = ChunkRecord(number=len(report.chunks), first_index=first, size=size)
-        report.chunks.append(record)
-        if invalid:
+    async def _take(self, draft: _Draft, items: list[Any]) -> None:
+        """Convert, check and encode one slice of the input into ``draft``, keeping only its
+        encoded form and the outcomes of the items left out (two checkpoints: one before the
+        check, one before the encoding)."""
+        first = draft.first + draft.size
+        await checkpoint()
+        wire, extra_ids = _wire_chunk(items, first, self.report.run_id)
+        problems = check_items(wire, self.envelope.rules, first_index=first, extra_ids=extra_ids)
+        draft.size += len(items)
+        sent = wire
+        if problems:
+            invalid = _by_item(problems)
             if self.on_invalid == "abort":
-                self._abort(record, wire, invalid)
-                return None
-            record.excluded.extend(
+                draft.abort(wire, first, invalid)
+                return
+            draft.excluded.extend(
                 _invalid_outcome(index, wire[index - first], found)
                 for index, found in invalid.items()
             )
-            record.indices = [i for i in range(first, first + len(wire)) if i not in invalid]
-            if not sent:
-                self.finish(record, ChunkState.NOT_SENT, "every item of the chunk is invalid")
-                return None
-        record.sent = len(sent)
-        if unencodable is not None:
-            reason = f"not sent: the chunk cannot be encoded as JSON ({unencodable})"
-            positions = record.indices or range(first, first + len(sent))
-            record.excluded.extend(
-                _item_outcome(index, item, Outcome.NOT_SENT, reason)
-                for index, item in zip(positions, sent, strict=True)
-            )
-            record.sent = 0
-            self.finish(record, ChunkState.NOT_SENT, reason)
+            draft.left_out.extend(invalid)
+            sent = [item for offset, item in enumerate(wire) if first + offset not in invalid]
+        if not sent:
+            return
+        if draft.unencodable is None:
+            await checkpoint()
+            try:
+                draft.pieces.append(memoryview(orjson.dumps(sent))[1:-1])
+            except TypeError as exc:  # orjson.JSONEncodeError too; the rules should prevent it
+                draft.fail_encoding(exc, first)
+            else:
+                draft.sent += len(sent)
+                return
+        positions = draft.positions(first, first + len(items))
+        reason = draft.unencodable_reason
+        draft.excluded.extend(
+            _item_outcome(index, item, Outcome.NOT_SENT, reason)
+            for index, item in zip(positions, sent, strict=True)
+        )
+
+    async def _body(self, pieces: list[memoryview]) -> bytes:
+        """``self.envelope.body`` of the chunk's items, byte for byte, from its encoded slices."""
+        if not pieces:
+            return b""
+        await checkpoint()
+        parts: list[bytes | memoryview] = [self.body_head]
+        for piece in pieces:
+            parts += (piece, b",")
+        parts[-1] = self.body_tail
+        return b"".join(parts)
+
+    def _record(self, draft: _Draft, body: bytes, chunk_digest: bytes) -> ChunkRecord | None:
+        """Record a prepared chunk in the report (no await: all of it or nothing); ``None``
+        when nothing of it is to be sent."""
+        report = self.report
+        report.read += draft.size
+        record = ChunkRecord(number=len(report.chunks), first_index=draft.first, size=draft.size)
+        report.chunks.append(record)
+        record.excluded = draft.excluded
+        if draft.aborted is not None:
+            report.aborted = draft.aborted
+            self.finish(record, ChunkState.NOT_SENT, draft.aborted)
             return None
+        if draft.left_out:
+            record.indices = draft.positions(draft.first, draft.first + draft.size)
+        if draft.unencodable is not None:
+            self.finish(record, ChunkState.NOT_SENT, draft.unencodable_reason)
+            return None
+        if not draft.sent:
+            self.finish(record, ChunkState.NOT_SENT, "every item of the chunk is invalid")
+            return None
+        record.sent = draft.sent
         record.body = body
         if self.journal is not None:
             record.digest = chunk_digest
@@ -577,21 +644,6 @@ class _Sender(ChunkPoster):
             reason = previous.reason if previous.state is ChunkState.UNKNOWN else None
             self.finish(record, ChunkState.UNKNOWN, reason or IN_FLIGHT_AT_STOP)
         return True
-
-    def _abort(
-        self, record: ChunkRecord, wire: list[Any], invalid: dict[int, list[Problem]]
-    ) -> None:
-        first = record.first_index
-        first_bad = min(invalid)
-        self.report.aborted = f"invalid input at item {first_bad}: {invalid[first_bad][0]}"
-        for offset, item in enumerate(wire):
-            index = first + offset
-            if index in invalid:
-                record.excluded.append(_invalid_outcome(index, item, invalid[index]))
-            else:
-                reason = f"not sent: the send was aborted at invalid item {first_bad}"
-                record.excluded.append(_item_outcome(index, item, Outcome.NOT_SENT, reason))
-        self.finish(record, ChunkState.NOT_SENT, self.report.aborted)
 
     async def _pace(self, count: int) -> None:
         """Hold the rate under ``max_rate`` recipients per second."""
