@@ -2,8 +2,12 @@
 against a plain ``orjson.loads`` of the same bytes.
 
 - ``orjson.loads``: the floor, plain dicts;
-- polling: what ``poll_jobs`` spends per answer: the parse (``read_status_answer``), the tally
-  of the outcome fields (``StatusAnswer.tally``) and the job's summary (``summarize_tallies``);
+- polling, counts only: what ``wait_for_jobs`` spends per answer: each piece of the answer
+  parsed, counted by its outcome fields and dropped (``read_status_answer(...,
+  keep_messages=False)``), and the job's summary (``summarize_tallies``); freeing the messages
+  is part of it (it happens piece by piece);
+- polling, answers kept: what ``poll_jobs`` spends per answer when its updates carry the answer:
+  the parse, then the tally (``StatusAnswer.tally``) and the summary;
 - ``converter.loads(body, JobStatus)``: the typed models (what ``get_status`` builds, and what
   polling built for every answer before issue 14).
 
@@ -73,13 +77,13 @@ def timed(func: Callable[[], object]) -> float:
     return seconds
 
 
-async def timed_polling(response: httpx.Response) -> float:
+async def timed_polling(response: httpx.Response, keep_messages: bool) -> float:
     """One timing of what polling spends on ``response``: parse, tally and summary."""
     start = time.perf_counter()
-    answer = await read_status_answer(response)
+    answer = await read_status_answer(response, keep_messages=keep_messages)
     summarize_tallies({"job": await answer.tally()})
     seconds = time.perf_counter() - start
-    del answer  # freeing it is not timed, as for the others
+    del answer  # freeing what it holds is not timed, as for the others
     return seconds
 
 
@@ -100,10 +104,14 @@ def main() -> None:
     tally = anyio.run(polled.tally)
     if summarize_tallies({"job": tally}) != summarize({"job": polled.status}):
         raise SystemExit("the polling summary differs from the one of the typed models")
-    times: dict[str, list[float]] = {"loads": [], "polling": [], "typed": []}
+    counted = anyio.run(lambda: read_status_answer(response, keep_messages=False))
+    if anyio.run(counted.tally) != tally:
+        raise SystemExit("counting the answer as it is parsed gives another tally")
+    times: dict[str, list[float]] = {"loads": [], "counted": [], "kept": [], "typed": []}
     for _ in range(args.runs):  # interleaved, so that the machine's load hits each alike
         times["loads"].append(timed(lambda: orjson.loads(body)))
-        times["polling"].append(anyio.run(timed_polling, response))
+        times["counted"].append(anyio.run(timed_polling, response, False))
+        times["kept"].append(anyio.run(timed_polling, response, True))
         times["typed"].append(timed(lambda: converter.loads(body, JobStatus)))
     median = {name: statistics.median(values) for name, values in times.items()}
     plain = median["loads"]
@@ -115,7 +123,8 @@ def main() -> None:
     print("|---|---:|---:|")
     labels = {
         "loads": "`orjson.loads` (plain dicts)",
-        "polling": "polling: parse, tally of the outcome fields, summary",
+        "counted": "polling, counts only (`wait_for_jobs`): pieces parsed, counted, dropped",
+        "kept": "polling, answers kept (`poll_jobs`): parse, tally, summary",
         "typed": "`converter.loads(body, JobStatus)` (typed models)",
     }
     for name, label in labels.items():

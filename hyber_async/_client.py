@@ -265,16 +265,21 @@ class HyberClient:
         """The status report of every message of a job."""
         return (await self.read_status(job_id)).status
 
-    async def read_status(self, job_id: str) -> StatusAnswer:
+    async def read_status(self, job_id: str, *, keep_messages: bool = True) -> StatusAnswer:
         """The status report of a job, parsed but not typed: its ``messages`` as JSON objects,
-        counted cheaply by ``poll_jobs``, its typed ``status`` built on first access."""
+        counted cheaply by ``poll_jobs``, its typed ``status`` built on first access.
+
+        With ``keep_messages=False`` the answer is counted as it is parsed, a piece at a time,
+        and keeps no message: only ``tally()`` (what ``wait_for_jobs`` reads; a third cheaper,
+        and no answer is ever held whole as Python objects).
+        """
         if not isinstance(job_id, str) or _JOB_ID.fullmatch(job_id) is None:
             raise ValidationError([Problem("job_id", f"must be a job id, got {job_id!r:.80}")])
         if len(job_id) > _JOB_ID_MAX:
             message = f"must be at most {_JOB_ID_MAX} characters, got {len(job_id)}"
             raise ValidationError([Problem("job_id", message)])
         response = await self.request("GET", f"status/{job_id}")
-        return await read_status_answer(response)
+        return await read_status_answer(response, keep_messages=keep_messages)
 
     # --- any number of items ---------------------------------------------------------------
 

@@ -63,8 +63,9 @@ class StatusReader(Protocol):
     def max_connections(self) -> int:
         """Requests kept in flight at most."""
 
-    async def read_status(self, job_id: str) -> StatusAnswer:
-        """The status answer of job ``job_id``, parsed but not typed (see ``StatusAnswer``)."""
+    async def read_status(self, job_id: str, *, keep_messages: bool = True) -> StatusAnswer:
+        """The status answer of job ``job_id``, parsed but not typed (see ``StatusAnswer``);
+        with ``keep_messages=False``, counted as it is parsed and keeping no message."""
 
 
 @attrs.frozen
@@ -287,8 +288,8 @@ class JobPoller:
         """Status requests in flight at most: ``max_concurrency`` capped by the client's pool."""
         self.keep_answers = True
         """Whether updates carry their parsed answer (``JobUpdate.answer`` and ``status``);
-        ``finish_polling`` turns it off, wanting only the summary, so that each answer is freed
-        (a slice at a time) as soon as it is counted."""
+        ``finish_polling`` turns it off, wanting only the summary, so that each answer is counted
+        a piece at a time as it is parsed and never held whole (``keep_messages=False``)."""
         self._ready: deque[JobUpdate] = deque()
         self._ends_at: float | None = None
 
@@ -332,7 +333,7 @@ class JobPoller:
 
     async def _poll(self, job: _Job) -> None:
         try:
-            answer = await self._client.read_status(job.job_id)
+            answer = await self._client.read_status(job.job_id, keep_messages=self.keep_answers)
             tally = await answer.tally()
         except HyberError as exc:
             job.done = True
@@ -350,8 +351,6 @@ class JobPoller:
         job.done = final
         job.wait = self.interval if changed else min(self.max_interval, job.wait * 2)
         job.due = anyio.current_time() + job.wait * (1.0 - 0.5 * random.random())
-        if not self.keep_answers:
-            await answer.release()
 
     def _deadline_error(self, waiting: list[_Job]) -> PollDeadlineError:
         pending = {job.job_id: job.summary.counts for job in waiting}

@@ -5,15 +5,18 @@ only each message's outcome and channel, so ``StatusAnswer`` reads those four fi
 (``error_code``, ``status``, ``hyber_status``, ``delivered_sms_parts``) straight from the parsed
 JSON, a slice at a time with a checkpoint before each, checked as strictly as the typed models
 read them; the typed ``JobStatus`` (a model per message, every field checked) is built only
-when asked for. The parse itself is done in pieces of about a megabyte (``parse_status_body``),
-one answer at a time in the whole event loop, so that two parses never run back to back without
-the loop getting its turn in between.
+when asked for. The parse itself is done in pieces of about 256 KB (``parse_status_body``), one
+answer at a time in the whole event loop, so that two parses never run back to back without the
+loop getting its turn in between. A poller that wants only the counts reads an answer with
+``keep_messages=False``: each piece is counted as soon as it is parsed, while its messages are
+still in the CPU cache, and dropped, so that no answer is ever held whole as Python objects.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncGenerator, Iterable, Iterator
 from functools import cached_property
 from itertools import repeat
 from operator import is_not
@@ -25,7 +28,7 @@ import orjson
 from anyio.lowlevel import RunVar, checkpoint
 
 from ._codec import _UNREADABLE, _read_leniently, converter
-from ._errors import UnexpectedResponseError
+from ._errors import InvalidCallError, UnexpectedResponseError
 from ._models import JobStatus
 
 __all__ = [
@@ -51,8 +54,9 @@ OUTCOME_FIELDS: Final = ("error_code", "status", "hyber_status", "delivered_sms_
 Tally = Counter[tuple[int | None, int | None, int | None, bool]]
 """Messages by ``(error_code, status, hyber_status, has delivered_sms_parts)``."""
 
-PARSE_SLICE: Final = 1 << 20
-"""Bytes of a status answer parsed between two checkpoints (about 4,000 messages)."""
+PARSE_SLICE: Final = 1 << 18
+"""Bytes of a status answer parsed between two checkpoints (about 1,000 messages): a piece's
+messages stay in the CPU cache while they are counted (``keep_messages=False``)."""
 _HEAD: Final = b'{"messages":['
 _TAIL: Final = b"]}"
 
@@ -73,13 +77,19 @@ class StatusAnswer:
     """The parsed answer of the status endpoint (``HyberClient.read_status``).
 
     ``messages`` are the messages as JSON objects (unknown keys kept); ``status`` is the typed
-    ``JobStatus``, built on first access (a model per message: about twice the parse).
+    ``JobStatus``, built on first access (a model per message: about twice the parse). An answer
+    read with ``keep_messages=False`` was counted as it was parsed: it keeps no message, only its
+    ``tally``.
     """
 
-    def __init__(self, response: httpx.Response, messages: list[Any]) -> None:
+    def __init__(
+        self, response: httpx.Response, messages: list[Any], counted: Tally | None = None
+    ) -> None:
         self._response = response
         self.messages: list[Any] = messages
-        """Every message of the job, as the JSON object the server sent."""
+        """Every message of the job, as the JSON object the server sent (none when the answer
+        was read with ``keep_messages=False``)."""
+        self._counted = counted
 
     def _error(self, detail: str) -> UnexpectedResponseError:
         return UnexpectedResponseError(self._response, detail=f"the answer is not a {detail}")
@@ -89,8 +99,12 @@ class StatusAnswer:
         """The typed report, every field of every message checked; built on first access.
 
         Raises ``UnexpectedResponseError`` naming the field when a message does not read as a
-        ``MessageStatus``.
+        ``MessageStatus``, and ``InvalidCallError`` when the answer was read with
+        ``keep_messages=False`` (it has no messages to build it from).
         """
+        if self._counted is not None:
+            message = "this answer was counted as it was read (keep_messages=False): no messages"
+            raise InvalidCallError(message)
         try:
             return converter.structure({"messages": self.messages}, JobStatus)
         except (TypeError, ValueError) as exc:
@@ -102,21 +116,19 @@ class StatusAnswer:
         Each field is read as the typed model reads it (an integer, a string of digits, or
         absent/``null``); anything else raises ``UnexpectedResponseError`` naming the field.
         """
+        if self._counted is not None:
+            return Counter(self._counted)
         tally: Tally = Counter()
         messages = self.messages
         for start in range(0, len(messages), DECODE_SLICE):
             await checkpoint()
-            for part in range(start, min(start + DECODE_SLICE, len(messages)), _CACHED):
-                tally.update(self._keys(messages[part : part + _CACHED]))
+            self._count(tally, messages[start : start + DECODE_SLICE])
         return tally
 
-    async def release(self) -> None:
-        """Free the messages a slice at a time (freeing 50,000 parsed messages at once holds the
-        loop about a third of their parse); the answer holds none afterwards."""
-        messages = self.messages
-        while messages:
-            await checkpoint()
-            del messages[-DECODE_SLICE:]
+    def _count(self, tally: Tally, messages: list[Any]) -> None:
+        """Add ``messages`` to ``tally``, ``_CACHED`` of them at a time."""
+        for start in range(0, len(messages), _CACHED):
+            tally.update(self._keys(messages[start : start + _CACHED]))
 
     def _keys(self, part: list[Any]) -> Iterator[tuple[int | None, int | None, int | None, bool]]:
         """The outcome fields of each message of ``part``, checked, as a tally key."""
@@ -152,13 +164,30 @@ class StatusAnswer:
 _INTEGER_TYPES: Final = frozenset({int, type(None)})
 
 
-async def read_status_answer(response: httpx.Response) -> StatusAnswer:
+async def read_status_answer(
+    response: httpx.Response, *, keep_messages: bool = True
+) -> StatusAnswer:
     """Parse a successful status answer (see ``parse_status_body``), one at a time in the event
-    loop. Raises ``UnexpectedResponseError`` when the body is not JSON or not an object with a
-    ``messages`` array."""
+    loop. Raises ``UnexpectedResponseError`` when the body is not JSON, not an object with a
+    ``messages`` array, or (``keep_messages=False``) a message's outcome field is unreadable.
+
+    With ``keep_messages=False`` each piece of the answer is counted as soon as it is parsed
+    and dropped: the answer holds only its tally.
+    """
+    body = response.content
     async with _parsing_lock():
+        if not keep_messages:
+            counted: Tally = Counter()
+            answer = StatusAnswer(response, [], counted)
+            async with contextlib.aclosing(_pieces(body, PARSE_SLICE)) as pieces:
+                async for part in pieces:
+                    if part is None:  # not to be read in pieces: parsed whole below
+                        break
+                    answer._count(counted, part)
+                else:
+                    return answer
         try:
-            wire = await parse_status_body(response.content)
+            wire = await parse_status_body(body)
         except orjson.JSONDecodeError as exc:
             detail = f"the answer is not a JobStatus: {exc}"
             raise UnexpectedResponseError(response, detail=detail) from None
@@ -166,32 +195,49 @@ async def read_status_answer(response: httpx.Response) -> StatusAnswer:
     if type(messages) is not list:
         detail = "the answer is not a JobStatus: expected an object with a 'messages' array"
         raise UnexpectedResponseError(response, detail=detail)
-    return StatusAnswer(response, messages)
+    answer = StatusAnswer(response, messages)
+    if keep_messages:
+        return answer
+    return StatusAnswer(response, [], await answer.tally())
 
 
-async def parse_status_body(body: bytes, piece: int = PARSE_SLICE) -> Any:
-    """``orjson.loads(body)``, in pieces of about ``piece`` bytes with a checkpoint before each
-    when the body is the compact ``{"messages":[...]}`` that the API and the emulator write.
+async def _pieces(body: bytes, piece: int) -> AsyncGenerator[list[Any] | None, None]:
+    """The messages of a compact ``{"messages":[...]}`` body, about ``piece`` bytes of it at a
+    time, a checkpoint before each; ``None`` (and nothing after it) as soon as it finds that
+    the body cannot be read so: another shape, or a piece that does not parse.
 
     The array's text is cut after a ``}`` that a ``,{`` follows, and each piece is parsed as
     an array of its own. When every piece parses, the whole array is their concatenation (JSON
     arrays joined with commas are an array of the elements of each), so a cut that fell inside
-    a string or a nested object cannot go unnoticed: its piece does not parse, and the body is
-    then parsed whole, as is any other body.
+    a string or a nested object cannot go unnoticed: its piece does not parse.
     """
-    if len(body) > piece and body.startswith(_HEAD) and body.endswith(_TAIL):
-        messages: list[Any] = []
-        start, end = len(_HEAD), len(body) - len(_TAIL)
-        while start < end:
-            cut = body.find(b"},{", start + piece, end)
-            stop = end if cut < 0 else cut + 1
-            await checkpoint()
-            try:
-                messages += orjson.loads(b"[" + body[start:stop] + b"]")
-            except orjson.JSONDecodeError:
-                break
-            start = stop + 1
-        else:
-            return {"messages": messages}
-    await checkpoint()
-    return orjson.loads(body)
+    if not (len(body) > piece and body.startswith(_HEAD) and body.endswith(_TAIL)):
+        yield None
+        return
+    view = memoryview(body)
+    start, end = len(_HEAD), len(body) - len(_TAIL)
+    while start < end:
+        cut = body.find(b"},{", start + piece, end)
+        stop = end if cut < 0 else cut + 1
+        await checkpoint()
+        try:
+            messages = orjson.loads(b"".join((b"[", view[start:stop], b"]")))
+        except orjson.JSONDecodeError:
+            yield None
+            return
+        yield messages
+        start = stop + 1
+
+
+async def parse_status_body(body: bytes, piece: int = PARSE_SLICE) -> Any:
+    """``orjson.loads(body)``, in pieces of about ``piece`` bytes with a checkpoint before each
+    when the body is the compact ``{"messages":[...]}`` that the API and the emulator write
+    (see ``_pieces``); any other body is parsed whole, as is one whose pieces do not parse."""
+    messages: list[Any] = []
+    async with contextlib.aclosing(_pieces(body, piece)) as pieces:
+        async for part in pieces:
+            if part is None:
+                await checkpoint()
+                return orjson.loads(body)
+            messages += part
+    return {"messages": messages}

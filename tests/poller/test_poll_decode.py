@@ -4,6 +4,7 @@ asking for final jobs. Counted in requests and models built, never in time."""
 from __future__ import annotations
 
 import random
+import tracemalloc
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ from _support import make_client
 from test_poller import FAST, ScriptedAPI, report, router  # noqa: F401  (router: a fixture)
 
 import hyber_async as hy
+from hyber_async import _status_answer
 from hyber_async._poller import PollOptions, poll_jobs, summarize, summarize_tallies
 from hyber_async._status_answer import parse_status_body, read_status_answer
 
@@ -158,14 +160,15 @@ async def test_a_broken_body_parsed_in_pieces_is_refused(body: bytes) -> None:
 @pytest.mark.anyio
 async def test_wait_for_jobs_keeps_no_answer(router: respx.MockRouter) -> None:  # noqa: F811
     """``finish_polling`` wants only the summary: no update keeps its answer, and each answer
-    is emptied once counted."""
+    is read counted, keeping no message."""
     ScriptedAPI(router, {"a": [report("sms", "pending"), report("sms", "expired")]})
     seen: list[hy.StatusAnswer] = []
     async with make_client() as client:
         read = client.read_status
 
-        async def spy(job_id: str) -> hy.StatusAnswer:
-            answer = await read(job_id)
+        async def spy(job_id: str, *, keep_messages: bool = True) -> hy.StatusAnswer:
+            assert not keep_messages
+            answer = await read(job_id, keep_messages=keep_messages)
             seen.append(answer)
             return answer
 
@@ -198,3 +201,101 @@ async def test_updates_waiting_to_be_read_are_bounded_by_the_concurrency(
             waiting.append(len(poller._ready) + 1)
     assert max(waiting) <= 3
     assert api.calls == dict.fromkeys(jobs, 1)
+
+
+async def counted_and_kept(body: bytes) -> tuple[Any, Any]:
+    """The tally of ``body`` read with ``keep_messages=False``, and read whole then counted
+    (each an exception instead, when it raises)."""
+    results: list[Any] = []
+    for keep in (False, True):
+        try:
+            answer = await read_status_answer(answer_of(body), keep_messages=keep)
+            results.append(await answer.tally())
+        except hy.UnexpectedResponseError as exc:
+            results.append(type(exc))
+    return results[0], results[1]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("seed", range(30))
+async def test_an_answer_counted_as_it_is_parsed_counts_as_the_whole(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counting each piece as it is parsed gives the tally of the whole answer, wherever the
+    cuts fall and whatever the strings hold; a body of another shape is counted whole."""
+    rng = random.Random(seed)
+    monkeypatch.setattr(_status_answer, "PARSE_SLICE", rng.choice([1, 17, 100, 1000]))
+    messages = [tricky_message(rng, i) for i in range(rng.randrange(0, 300))]
+    body = orjson.dumps({"messages": messages})
+    if seed % 5 == 4:
+        body = rng.choice(
+            [orjson.dumps({"messages": messages, "more": 1}), body.replace(b":[", b": [", 1)]
+        )
+    counted, kept = await counted_and_kept(body)
+    assert counted == kept
+    assert summarize_tallies({"j": counted}) == summarize(
+        {"j": hy.converter.loads(body, hy.JobStatus)}
+    )
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[]",
+        b'{"messages": 5}',
+        b"not json",
+        b'{"messages":[1]}',
+        b'{"messages":[{"status":2},[]]}',
+        b'{"messages":[{"status":2},{"status":true}]}',
+        b'{"messages":[{"status":2},{"hyber_status":"x1"}]}',
+        b'{"messages":[{"status":2},{"b":]}',
+        b'{"messages":[{"status":2},{"status":3}}]}',
+        b'{"messages":[{"status":2},{"status":3}]',
+    ],
+)
+async def test_an_answer_counted_as_it_is_parsed_refuses_what_the_whole_refuses(
+    body: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cut into one-byte pieces, a broken or mistyped answer is refused as when read whole."""
+    monkeypatch.setattr(_status_answer, "PARSE_SLICE", 1)
+    counted, kept = await counted_and_kept(body)
+    assert counted is kept is hy.UnexpectedResponseError
+
+
+@pytest.mark.anyio
+async def test_an_answer_counted_as_it_is_parsed_has_no_models_to_build() -> None:
+    """Its typed ``status`` cannot be built from nothing: a clear error, never an empty report."""
+    body = orjson.dumps({"messages": report("sms", "expired")})
+    answer = await read_status_answer(answer_of(body), keep_messages=False)
+    assert answer.messages == []
+    with pytest.raises(hy.InvalidCallError, match="keep_messages=False"):
+        _ = answer.status
+
+
+async def _peak_traced(body: bytes, *, keep: bool) -> int:
+    """The most memory traced while ``body`` is read and counted."""
+    response = answer_of(body)
+    tracemalloc.start()
+    try:
+        answer = await read_status_answer(response, keep_messages=keep)
+        await answer.tally()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.anyio
+async def test_an_answer_counted_as_it_is_parsed_is_never_held_whole() -> None:
+    """Counted piece by piece, an answer of 40,000 messages takes no more memory than one of
+    5,000 (a piece at a time), where holding it parsed grows with it (traced
+    allocations, not time)."""
+    rng = random.Random(7)
+    messages = [random_message(rng, i) for i in range(40_000)]
+    small = orjson.dumps({"messages": messages[:5_000]})
+    large = orjson.dumps({"messages": messages})
+    counted_small = await _peak_traced(small, keep=False)
+    counted_large = await _peak_traced(large, keep=False)
+    kept_large = await _peak_traced(large, keep=True)
+    assert counted_large < 1.3 * counted_small
+    assert 3 * counted_large < kept_large
