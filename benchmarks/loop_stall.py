@@ -39,9 +39,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from send_throughput import CHUNK, CONCURRENCY, ENVELOPE, HERE, free_port, recipients
-
 # the same campaign, recipients, chunking and concurrency as the throughput benchmark
+from send_throughput import CHUNK, CONCURRENCY, ENVELOPE, HERE, free_port, recipients
 
 
 class Heartbeat:
@@ -175,22 +174,6 @@ def run_child(
     return result
 
 
-def started(argv: list[str], url: str) -> subprocess.Popen[bytes]:
-    """Start a server process and wait until ``url`` answers."""
-    import httpx
-
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url + "/_emulator/ledger", timeout=1)
-            return process
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit(f"the server at {url} did not start")
-
-
 def median_figures(runs: list[dict[str, float]]) -> dict[str, float]:
     """The median of each figure over ``runs``."""
     return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
@@ -215,26 +198,26 @@ def main() -> None:
     if args.before:
         versions = {"before": args.before, "after": os.getcwd()}
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
-    sink_port, emulator_port = free_port(), free_port()
-    sink_url, emulator_url = f"http://127.0.0.1:{sink_port}", f"http://127.0.0.1:{emulator_port}"
+    from hyber_async.emulator import serving_process  # not in the children: --before has none
+
+    sink_port = free_port()
+    sink_url = f"http://127.0.0.1:{sink_port}"
     sink = subprocess.Popen(
         [sys.executable, str(HERE / "_sink.py"), str(sink_port)], stdout=subprocess.PIPE
     )
-    emulator_argv = [sys.executable, "-m", "hyber_async.emulator", "--port", str(emulator_port)]
-    emulator_argv += ["--time-scale", "1000", "--seed", "1", "--log-level", "warning"]
-    emulator = started(emulator_argv, emulator_url)
+    emulator = serving_process("--time-scale", "1000", "--seed", "1")
     try:
         assert sink.stdout is not None
         sink.stdout.readline()
-        for _ in range(args.repeat):
-            for scenario in scenarios:
-                url = emulator_url if scenario == "poll" else sink_url
-                for version, path in versions.items():
-                    figures = run_child(scenario, url, args.recipients, args.jobs, path)
-                    runs.setdefault((scenario, version), []).append(figures)
+        with emulator as emulator_url:
+            for _ in range(args.repeat):
+                for scenario in scenarios:
+                    url = emulator_url if scenario == "poll" else sink_url
+                    for version, path in versions.items():
+                        figures = run_child(scenario, url, args.recipients, args.jobs, path)
+                        runs.setdefault((scenario, version), []).append(figures)
     finally:
         sink.kill()
-        emulator.kill()
     rows = {key: median_figures(values) for key, values in runs.items()}
     bares = [f["bare_loads_ms"] for (s, _), f in rows.items() if s == "poll"]
     bare = statistics.median(bares) if bares else None

@@ -28,10 +28,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import contextlib
 import resource
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -41,7 +38,7 @@ import attrs
 import httpx
 
 import hyber_async as hy
-from hyber_async.emulator import DEMO_ACCOUNT
+from hyber_async.emulator import DEMO_ACCOUNT, serving_process
 
 WARM_UP = 5.0
 SAMPLE = 0.25
@@ -49,32 +46,6 @@ SMS = {"text": "Hi", "alpha_name": "GMSU", "ttl": 300}
 CAMPAIGN = hy.converter.structure(
     {"channels": ["sms"], "channel_options": {"sms": SMS}}, hy.Campaign
 )
-
-
-@contextlib.contextmanager
-def emulator_process(rate_limit: float) -> Iterator[str]:
-    """An emulator with a quota of ``rate_limit`` messages/s in its own process: its URL."""
-    command = [
-        sys.executable,
-        "-m",
-        "hyber_async.emulator",
-        "--port",
-        "0",
-        "--seed",
-        "1",
-        "--rate-limit",
-        f"{rate_limit:g}",
-        "--log-level",
-        "warning",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        first = process.stdout.readline()
-        yield first.rsplit(" ", 1)[-1].strip()
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def recipients(name: str, deadline: float) -> Iterator[dict[str, Any]]:
@@ -121,7 +92,7 @@ async def scenario(
     run = Run(quotas=[(0.0, quota), *changes])
     chunk = max(50, int(quota / 20))
     mine, children = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
-    with emulator_process(quota) as url:
+    with serving_process("--seed", "1", "--rate-limit", f"{quota:g}") as url:
         started = time.monotonic()
         deadline = started + seconds
         async with (

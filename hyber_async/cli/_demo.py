@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import secrets
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
-import anyio.abc
-from anyio.streams.buffered import BufferedByteReceiveStream
 
 from .._client import HyberClient
 from .._models import (
@@ -35,13 +31,10 @@ from .._models import (
 from .._poller import CampaignSummary
 from .._reports import DeliveryReportReceiver
 from .._send_report import Progress, SendReport
-from ..emulator import DEMO_ACCOUNT, running_server
+from ..emulator import DEMO_ACCOUNT, running_server, serving_process_async
 from ._console import Console
 
 __all__ = ["add"]
-
-EMULATOR_START_TIMEOUT = 30.0
-"""Seconds the emulator child process may take to listen."""
 
 
 def add(commands: Any) -> None:
@@ -112,50 +105,6 @@ class _ReportTally:
         self.by_status[report.status] += 1
 
 
-@contextlib.asynccontextmanager
-async def _emulator_process(args: argparse.Namespace) -> AsyncIterator[str]:
-    """Run ``hyber-async emulator`` in a child process; yield its base URL."""
-    command = [
-        sys.executable,
-        "-m",
-        "hyber_async.emulator",
-        "--port",
-        "0",
-        "--time-scale",
-        str(args.time_scale),
-        "--seed",
-        str(args.seed),
-        "--callback-batch-size",
-        "1000",
-        "--callback-period",
-        "0.2",
-        "--log-level",
-        "warning",
-    ]
-    async with await anyio.open_process(command) as process:
-        try:
-            assert process.stdout is not None
-            lines = BufferedByteReceiveStream(process.stdout)
-            with anyio.fail_after(EMULATOR_START_TIMEOUT):
-                first = (await lines.receive_until(b"\n", 4096)).decode()
-            url = first.rsplit(" ", 1)[-1].strip()
-            if not url.startswith("http://"):
-                raise RuntimeError(f"the emulator did not start: {first!r}")
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(_drain, process.stdout)
-                yield url
-                tasks.cancel_scope.cancel()
-        finally:
-            process.terminate()
-
-
-async def _drain(stream: anyio.abc.ByteReceiveStream) -> None:
-    """Keep reading the child's output so that it never blocks on a full pipe."""
-    with contextlib.suppress(anyio.EndOfStream, anyio.ClosedResourceError):
-        while True:
-            await stream.receive()
-
-
 def _run(args: argparse.Namespace) -> int:
     channels = [Channel(name.strip()) for name in args.channels.split(",") if name.strip()]
     result: int = anyio.run(_demo, args, channels)
@@ -169,7 +118,11 @@ async def _demo(args: argparse.Namespace, channels: list[Channel]) -> int:
     receiver = DeliveryReportReceiver(tally, secret=secret)
     started = time.perf_counter()
     with running_server(receiver) as receiver_url:
-        async with _emulator_process(args) as emulator_url:
+        emulator = serving_process_async(
+            *("--time-scale", str(args.time_scale), "--seed", str(args.seed)),
+            *("--callback-batch-size", "1000", "--callback-period", "0.2"),
+        )
+        async with emulator as emulator_url:
             console.note(f"emulator on {emulator_url}, delivery reports to {receiver_url}/dr/…")
             campaign = _campaign(channels, f"{receiver_url}/dr/{secret}")
             async with HyberClient(

@@ -16,6 +16,7 @@ from typing import Any, Final
 import attrs
 import orjson
 
+from .._arguments import positive_number
 from .._codec import Envelope
 from .._config import SITE_URL
 from .._errors import InvalidValueError, SourceError
@@ -33,6 +34,8 @@ from ._common import (
 from ._sources import ItemStream, RecordReader
 
 __all__ = ["add"]
+
+_number = positive_number()
 
 EPILOG: Final = """\
 examples:
@@ -63,7 +66,7 @@ def add(commands: Any) -> None:
     load = parser.add_argument_group("workload")
     shape = load.add_mutually_exclusive_group()
     shape.add_argument(
-        "--rate", type=_positive, metavar="R", help="recipients per second (default 1000)"
+        "--rate", type=_number, metavar="R", help="recipients per second (default 1000)"
     )
     shape.add_argument(
         "--ramp", type=_ramp, metavar="FROM:TO", help="rate rising from FROM to TO recipients/s"
@@ -71,7 +74,7 @@ def add(commands: Any) -> None:
     shape.add_argument(
         "--max", type=int, metavar="N", help="closed loop: N requests in flight, no pacing"
     )
-    load.add_argument("--duration", type=_positive, default=10.0, metavar="S", help="seconds")
+    load.add_argument("--duration", type=_number, default=10.0, metavar="S", help="seconds")
     load.add_argument("--chunk-size", type=int, default=100, metavar="N", help="per request")
     load.add_argument(
         "--endpoint",
@@ -93,13 +96,13 @@ def add(commands: Any) -> None:
     )
     load.add_argument(
         "--follow",
-        type=_positive,
+        type=_number,
         metavar="S",
         help="after the run, poll the accepted jobs for up to S seconds: time to final status, "
         "delivered / expired / failed (async endpoints)",
     )
     load.add_argument(
-        "--poll-interval", type=_positive, default=1.0, metavar="S", help="for --follow"
+        "--poll-interval", type=_number, default=1.0, metavar="S", help="for --follow"
     )
     load.add_argument(
         "--recipients",
@@ -144,7 +147,7 @@ def add(commands: Any) -> None:
     )
     emulator.add_argument(
         "--emulator-time-scale",
-        type=_positive,
+        type=_number,
         metavar="X",
         help="emulated seconds per real second (e.g. 100: a 300 s ttl passes in 3 s)",
     )
@@ -159,16 +162,6 @@ def add(commands: Any) -> None:
     compare = sub.add_parser("compare", help="compare two --json results")
     compare.add_argument("results", nargs=2, type=Path, metavar="RESULT.json")
     compare.set_defaults(run=_run_compare)
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
-    return value
 
 
 def _at_least_one(text: str) -> int:

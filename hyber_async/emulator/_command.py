@@ -8,13 +8,13 @@ the command line.
 from __future__ import annotations
 
 import argparse
-import math
 import secrets
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from .._arguments import positive_number
 from ._app import create_app
 from ._config import DEMO_ACCOUNT, Account, EmulatorConfig
 from ._load import Latency, parse_latency
@@ -137,23 +137,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=_run_emulator)
 
 
-def _positive(what: str) -> Callable[[str], float]:
-    """An argparse type for a finite number > 0, named ``what`` in its error."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not value > 0 or not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be {what} > 0, got {text!r}")
-        return value
-
-    return parse
-
-
-_seconds = _positive("a number of seconds")
-_rate = _positive("a number per second")
+_seconds = positive_number("a number of seconds")
+_rate = positive_number("a number per second")
 
 
 def _latency(text: str) -> Latency:

@@ -6,9 +6,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import multiprocessing
-import subprocess
-import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Final
@@ -18,6 +15,7 @@ import attrs
 import httpx
 
 from .._errors import InvalidValueError
+from ..emulator import serving_process
 from ._recorder import Recorder, merge_results
 from ._runner import follow_jobs, loadtest_client, run_workload
 from ._workload import Workload
@@ -26,7 +24,6 @@ __all__ = ["Follow", "Target", "emulator_process", "emulator_stats", "run"]
 
 CPU_BUSY: Final = 0.9
 """Share of one core above which a process is said to have run out of CPU."""
-_STARTUP: Final = 20.0
 
 
 @attrs.frozen
@@ -49,40 +46,16 @@ def emulator_process(
 ) -> Iterator[str]:
     """Start ``hyber-async emulator`` in its own process on a loopback port; yield its base URL;
     stop it on exit. ``latency``, ``capacity`` and ``time_scale`` as the emulator command takes
-    them."""
-    command = [sys.executable, "-m", "hyber_async.emulator", "--port", str(port)]
-    command += ["--log-level", "warning"]
+    them (see ``hyber_async.emulator.serving_process``)."""
+    options = ["--port", str(port)]
     if latency is not None:
-        command += ["--latency", latency]
+        options += ["--latency", latency]
     if capacity is not None:
-        command += ["--capacity", str(capacity)]
+        options += ["--capacity", str(capacity)]
     if time_scale is not None:
-        command += ["--time-scale", repr(time_scale)]
-    # Its log goes to a file, and its output is drained by a thread: a full pipe would block it.
-    with tempfile.TemporaryFile("w+") as log:
-        process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=log, text=True, stdin=subprocess.DEVNULL
-        )
-        assert process.stdout is not None
-        drain = threading.Thread(target=process.stdout.read, daemon=True)
-        try:
-            line = process.stdout.readline()
-            if "listening on" not in line:
-                process.wait(_STARTUP)
-                log.seek(0)
-                raise RuntimeError(f"the emulator did not start: {log.read().strip()}")
-            drain.start()
-            yield line.rsplit(" ", 1)[-1].strip()
-        finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:  # pragma: no cover - a stuck emulator
-                process.kill()
-                process.wait()
-            if drain.is_alive():
-                drain.join(5)
-            process.stdout.close()
+        options += ["--time-scale", repr(time_scale)]
+    with serving_process(*options) as url:
+        yield url
 
 
 def emulator_stats(base_url: str) -> dict[str, Any] | None:
