@@ -6,6 +6,7 @@ through the 50,000-per-request limit, and account for every one of them.
 
 import importlib.metadata
 
+from ._body import RequestBody
 from ._client import HyberClient
 from ._codec import converter
 from ._config import (
@@ -162,6 +163,7 @@ __all__ = [
     "Recipient",
     "RecipientOutcome",
     "ReportParseError",
+    "RequestBody",
     "RetryPolicy",
     "SendReport",
     "ServerError",

@@ -17,6 +17,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 
+from ._body import RequestBody
 from ._codec import Envelope, converter, decode_answer, match_sync_results, to_wire_items
 from ._config import (
     DEFAULT_ANSWER_LIMITS,
@@ -565,7 +566,7 @@ class HyberClient:
         self,
         method: str,
         path: str,
-        content: bytes | None = None,
+        content: bytes | RequestBody | None = None,
         extra_ids: Sequence[str] = (),
         *,
         base: httpx.URL | None = None,

@@ -22,6 +22,7 @@ import attrs
 import httpx
 import orjson
 
+from ._body import RequestBody
 from ._errors import Problem, ValidationError
 from ._send_report import ChunkRecord, ChunkState, Outcome, RecipientOutcome, SendReport
 from ._sender import ChunkPoster
@@ -158,9 +159,9 @@ def _keep_only(chunk: ChunkRecord, missing: list[tuple[int, Any, str]]) -> None:
 
     ``sent`` stays: the recipients found are counted through ``excluded``.
     """
-    request = orjson.loads(chunk.body)
+    request = orjson.loads(bytes(chunk.body))
     key = "recipients" if "recipients" in request else "messages"
     wanted = {extra_id for _, _, extra_id in missing}
     request[key] = [item for item in request[key] if item["extra_id"] in wanted]
-    chunk.body = orjson.dumps(request)
+    chunk.body = RequestBody([orjson.dumps(request)])
     chunk.indices = [index for index, _, _ in missing]

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 import orjson
 
+from ._body import RequestBody
 from ._config import not_processed
 from ._errors import APIError, HyberError, OutcomeUnknownError
 from ._rate import Throttling
@@ -116,7 +117,8 @@ class JobRef:
 class ChunkRecord:
     """The whole state of one chunk, in one place: what a journal records and restores.
 
-    ``body`` is the request as sent (the encoded items with the campaign envelope). It is kept
+    ``body`` is the request as sent (the encoded items with the campaign envelope, as the
+    pieces they were encoded in: ``bytes(record.body)`` is the whole). It is kept
     while the chunk is queued or in flight, and afterwards only when the chunk did not end
     accepted, so that its recipients can be listed, reconciled and sent again; an accepted
     campaign costs no memory per recipient.
@@ -135,7 +137,7 @@ class ChunkRecord:
     """Items of the chunk with an outcome of their own: invalid ones (``NOT_SENT``, not part of
     the request) and items whose own answer differs from the chunk's (rejected or missing in a
     sync answer, or found and accepted by reconciliation)."""
-    body: bytes = attrs.field(default=b"", repr=False)
+    body: RequestBody = attrs.field(factory=RequestBody, repr=False)
     indices: list[int] | None = attrs.field(default=None, repr=False)
     """Input positions of the sent items when some of the chunk were left out, else ``None``."""
     digest: bytes = attrs.field(default=b"", repr=False)
@@ -150,7 +152,7 @@ class ChunkRecord:
         """``(input index, phone_number, extra_id)`` of each sent item, in request order."""
         if not self.body:
             return []
-        request = orjson.loads(self.body)
+        request = orjson.loads(bytes(self.body))
         items = request.get("recipients", request.get("messages", []))
         positions = self.indices or range(self.first_index, self.first_index + len(items))
         return [

@@ -33,6 +33,7 @@ import attrs
 import orjson
 from anyio.lowlevel import checkpoint
 
+from ._body import RequestBody
 from ._chunking import sliced
 from ._codec import Envelope, decode_answer, match_sync_results, to_wire_items
 from ._errors import HyberError, InvalidValueError, Problem, ValidationError
@@ -75,8 +76,6 @@ SLICE: Final = 2_500
 millisecond or so of work, so that a service's event loop is never held for long by a send
 (``benchmarks/loop_stall.py``), and few enough that a slice's items are dropped before the next
 slice is made (``_Draft``)."""
-_DIGEST_SLICE: Final = 1 << 19
-"""Bytes of a body hashed between two checkpoints."""
 
 OnInvalid = Literal["skip", "abort"]
 ProgressCallback = Callable[[Progress], Awaitable[None] | None]
@@ -256,7 +255,7 @@ class ChunkPoster:
         if journal:
             self.save(record)
         if state is ChunkState.ACCEPTED:
-            record.body = b""
+            record.body = RequestBody()
         for outcome, count in record.counts().items():
             self.counts[outcome] += count
         self.chunks_done += 1
@@ -334,14 +333,13 @@ class ChunkPoster:
 IN_FLIGHT_AT_STOP = "in flight when the previous run stopped: reconcile before sending again"
 
 
-async def _digest(body: bytes) -> bytes:
+async def _digest(body: RequestBody) -> bytes:
     """What the journal keeps of a request body to recognise the same input on a resume,
-    hashed a slice at a time (a checkpoint before each)."""
+    hashed a piece at a time (a checkpoint before each): the digest of ``bytes(body)``."""
     hasher = hashlib.blake2b(digest_size=16)
-    view = memoryview(body)
-    for start in range(0, len(body), _DIGEST_SLICE):
+    for piece in body.pieces():
         await checkpoint()
-        hasher.update(view[start : start + _DIGEST_SLICE])
+        hasher.update(piece)
     return hasher.digest()
 
 
@@ -521,7 +519,7 @@ class _Sender(ChunkPoster):
         self, draft: _Draft, send: anyio.abc.ObjectSendStream[ChunkRecord]
     ) -> bool:
         """Record a prepared chunk and hand it to the workers; False when the send stops."""
-        body = await self._body(draft.pieces)
+        body = self._body(draft.pieces)
         chunk_digest = await _digest(body) if self.journal is not None and body else b""
         try:
             record = self._record(draft, body, chunk_digest)
@@ -575,18 +573,18 @@ class _Sender(ChunkPoster):
             for index, item in zip(positions, sent, strict=True)
         )
 
-    async def _body(self, pieces: list[memoryview]) -> bytes:
-        """``self.envelope.body`` of the chunk's items, byte for byte, from its encoded slices."""
+    def _body(self, pieces: list[memoryview]) -> RequestBody:
+        """``self.envelope.body`` of the chunk's items, byte for byte, as its encoded slices
+        between the envelope's head and tail (never joined: see ``RequestBody``)."""
         if not pieces:
-            return b""
-        await checkpoint()
+            return RequestBody()
         parts: list[bytes | memoryview] = [self.body_head]
         for piece in pieces:
             parts += (piece, b",")
         parts[-1] = self.body_tail
-        return b"".join(parts)
+        return RequestBody(parts)
 
-    def _record(self, draft: _Draft, body: bytes, chunk_digest: bytes) -> ChunkRecord | None:
+    def _record(self, draft: _Draft, body: RequestBody, chunk_digest: bytes) -> ChunkRecord | None:
         """Record a prepared chunk in the report (no await: all of it or nothing); ``None``
         when nothing of it is to be sent."""
         report = self.report

@@ -22,6 +22,7 @@ import anyio
 import attrs
 import httpx
 
+from ._body import RequestBody
 from ._config import SITE_URL, AnswerLimits, RetryPolicy, Timeouts, not_processed
 from ._errors import (
     APIError,
@@ -64,7 +65,7 @@ class Requester(Protocol):
         self,
         method: str,
         path: str,
-        content: bytes | None = None,
+        content: bytes | RequestBody | None = None,
         *,
         items: int = MAX_ITEMS,
         throttling: Throttling | None = None,
@@ -233,7 +234,7 @@ class Transport:
         self,
         method: str,
         path: str,
-        content: bytes | None = None,
+        content: bytes | RequestBody | None = None,
         extra_ids: Sequence[str] = (),
         *,
         base: httpx.URL | None = None,
@@ -263,7 +264,7 @@ class Transport:
             )
         except httpx.InvalidURL as exc:
             raise ValidationError([Problem("path", f"cannot be sent: {exc}")]) from None
-        headers = {"Content-Type": "application/json"} if content is not None else None
+        headers = _headers_for(content)
         attempt = 0
         in_flight = False
         last_error: HyberError | None = None
@@ -350,7 +351,7 @@ class Transport:
         self,
         method: str,
         url: httpx.URL,
-        content: bytes | None,
+        content: bytes | RequestBody | None,
         headers: dict[str, str] | None,
         items: int,
     ) -> httpx.Response | _Failure:
@@ -423,6 +424,17 @@ class Transport:
             extensions={k: v for k, v in streamed.extensions.items() if k in kept},
         )
         return response, whole
+
+
+def _headers_for(content: bytes | RequestBody | None) -> dict[str, str] | None:
+    """The headers of a request carrying ``content``: JSON; for a ``RequestBody`` (an async
+    stream to httpx, which cannot tell its length) its length too, so that it is sent with a
+    ``Content-Length`` rather than chunked."""
+    if content is None:
+        return None
+    if isinstance(content, RequestBody):
+        return {"Content-Type": "application/json", "Content-Length": str(len(content))}
+    return {"Content-Type": "application/json"}
 
 
 def _declared_length(response: httpx.Response) -> int:

@@ -74,6 +74,7 @@ EXPECTED_ALL = [
     "Recipient",
     "RecipientOutcome",
     "ReportParseError",
+    "RequestBody",
     "RetryPolicy",
     "SendReport",
     "ServerError",

@@ -11,6 +11,7 @@ import pytest
 from anyio.lowlevel import checkpoint
 from test_sender import CAMPAIGN, assert_partition, rows
 
+import hyber_async as hy
 from hyber_async._codec import Envelope
 from hyber_async._sender import SLICE, SendOptions, send_in_chunks
 from hyber_async._validation import Kind
@@ -42,13 +43,13 @@ class InstantServer:
         self,
         method: str,
         path: str,
-        content: bytes | None = None,
+        content: bytes | hy.RequestBody | None = None,
         *,
         items: int = 0,
         throttling: Any = None,
     ) -> httpx.Response:
         assert content is not None
-        self.bodies.append(content)
+        self.bodies.append(bytes(content))
         return httpx.Response(200, json={"job_id": f"job-{len(self.bodies)}"})
 
 
