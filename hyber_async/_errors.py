@@ -29,6 +29,7 @@
     │   ├── JournalMismatchError (also ValueError)  the journal refuses the run: nothing sent
     │   │   ├── JournalLockedError         another run holds the journal
     │   │   └── JournalNotFoundError       ``create=False`` and nothing to resume
+    │   ├── JournalOpenError               the journal cannot be opened or created: nothing sent
     │   └── JournalWriteError              the journal cannot be written: the send stopped
     ├── PollDeadlineError (also TimeoutError) jobs still pending at the deadline
     ├── SourceError                        a problem in an input file (the command line's)
@@ -275,6 +276,12 @@ class JournalLockedError(JournalMismatchError):
 class JournalNotFoundError(JournalMismatchError):
     """``create=False`` and there is no campaign to resume: the journal file does not exist,
     is empty, or records no run. Nothing was sent."""
+
+
+class JournalOpenError(JournalError):
+    """The journal file cannot be opened, created or started on (a missing directory, a path
+    that is a directory, no space left, no permission): nothing was sent. The message names
+    the file; the error's ``__cause__`` is the file system's or SQLite's own error."""
 
 
 class JournalWriteError(JournalError):

@@ -21,11 +21,12 @@ written (disk full), the send stops and raises ``JournalWriteError`` with its re
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sqlite3
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 import orjson
@@ -35,6 +36,7 @@ from ._errors import (
     JournalLockedError,
     JournalMismatchError,
     JournalNotFoundError,
+    JournalOpenError,
     JournalWriteError,
 )
 from ._send_report import ChunkRecord, ChunkState, Outcome, RecipientOutcome
@@ -48,6 +50,7 @@ __all__ = [
     "JournalLockedError",
     "JournalMismatchError",
     "JournalNotFoundError",
+    "JournalOpenError",
     "JournalWriteError",
     "SqliteJournal",
 ]
@@ -111,18 +114,21 @@ class SqliteJournal:
         self.path = os.fspath(path)
         if not create:
             _check_file(self.path)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
+        with _opening(self.path):
+            self._db = sqlite3.connect(self.path, isolation_level=None)
         try:
             if not create:
                 self._check_run()
-            self._lock = _lock(self.path)
+            with _opening(self.path):
+                self._lock = _lock(self.path)
         except BaseException:
             self._db.close()
             raise
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            with _opening(self.path):
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.executescript(_SCHEMA)
         except BaseException:
             self.close()
             raise
@@ -162,12 +168,14 @@ class SqliteJournal:
     def open_run(self, fingerprint: str, run_id: str) -> str:
         """Start the run ``run_id`` of campaign ``fingerprint``, or resume the recorded run of
         the same campaign; return the run id to use."""
-        row = self._db.execute("SELECT fingerprint, run_id FROM run WHERE id = 1").fetchone()
-        if row is None:
-            self._db.execute(
-                "INSERT INTO run (id, fingerprint, run_id) VALUES (1, ?, ?)", (fingerprint, run_id)
-            )
-            return run_id
+        with _opening(self.path):
+            row = self._db.execute("SELECT fingerprint, run_id FROM run WHERE id = 1").fetchone()
+            if row is None:
+                self._db.execute(
+                    "INSERT INTO run (id, fingerprint, run_id) VALUES (1, ?, ?)",
+                    (fingerprint, run_id),
+                )
+                return run_id
         recorded_fingerprint, recorded_run_id = row
         if recorded_fingerprint != fingerprint:
             raise JournalMismatchError(
@@ -232,6 +240,18 @@ def _check_file(path: str) -> None:
         raise JournalNotFoundError(f"{path}: no such journal: nothing to resume") from None
     if size == 0:
         raise JournalNotFoundError(f"{path}: the journal is empty: nothing to resume")
+
+
+@contextlib.contextmanager
+def _opening(path: str) -> Iterator[None]:
+    """Raise what the file system or SQLite refuses while a journal is opened or its run
+    started as ``JournalOpenError`` naming ``path`` (SQLite's own message names no file)."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as error:
+        raise JournalOpenError(
+            f"{path}: cannot be opened or created as a journal ({error}): nothing was sent"
+        ) from error
 
 
 def _lock(path: str) -> BinaryIO:

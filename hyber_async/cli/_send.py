@@ -711,7 +711,8 @@ def _refusal(
     if isinstance(refusal, JournalMismatchError) and old is not None and _has_content(journal):
         differences = _differences(old, new)
     if not differences:
-        return f"{journal}: {refusal}"
+        said = str(refusal)
+        return said if journal and said.startswith(journal) else f"{journal}: {said}"
     return (
         f"{journal} records a send with other settings: {'; '.join(differences)}. "
         "Run with the journal's settings to resume it, or pass a new --result FILE for a new send"

@@ -312,6 +312,17 @@ def test_a_journal_refuses_a_changed_file(served: Served) -> None:
     assert served.emulator.ledger.accepted == 6
 
 
+def test_a_journal_that_cannot_be_created_is_one_line_naming_it_once(served: Served) -> None:
+    """A journal in a directory that does not exist: one line naming the file (once), exit
+    code 2, nothing sent (SQLite's own error escaped as a traceback before)."""
+    write_csv(served.cwd / "rows.csv", 3)
+    done = served.run("send", "batch", "rows.csv", *SMS, "--journal", "nowhere/j.sqlite")
+    assert done.returncode == 2
+    assert_one_line_error(done.stderr, "nowhere/j.sqlite", "cannot be opened or created")
+    assert done.stderr.count("nowhere/j.sqlite") == 1
+    assert served.emulator.ledger.requests == 0
+
+
 def test_a_semicolon_cp1251_file_with_written_phones_is_sent_once(served: Served) -> None:
     """A European spreadsheet export: semicolons (found from the header), cp1251 text
     (--encoding), phone numbers as people write them (--phone-region UA): each valid row is

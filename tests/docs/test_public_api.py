@@ -54,6 +54,7 @@ EXPECTED_ALL = [
     "JournalLockedError",
     "JournalMismatchError",
     "JournalNotFoundError",
+    "JournalOpenError",
     "JournalWriteError",
     "Message",
     "MessageAccepted",

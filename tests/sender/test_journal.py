@@ -17,6 +17,7 @@ from hyber_async.journal import (
     JournalLockedError,
     JournalMismatchError,
     JournalNotFoundError,
+    JournalOpenError,
     JournalWriteError,
     SqliteJournal,
 )
@@ -299,3 +300,27 @@ async def test_sqlite_disk_full_raises_journal_write_error(
     assert "database or disk is full" in str(caught.value)
     assert_settled(caught.value.report)
     assert 0 < caught.value.report.accepted < 500
+
+
+@pytest.mark.parametrize("where", ["missing-directory", "a-directory"])
+def test_a_journal_that_cannot_be_created_names_its_file(tmp_path: Path, where: str) -> None:
+    """SQLite's "unable to open database file" names no file: the error does, and says that
+    nothing was sent; SQLite's own error is its cause."""
+    path = tmp_path / "nowhere" / "j.sqlite" if where == "missing-directory" else tmp_path
+    with pytest.raises(
+        JournalOpenError, match=rf"{path}: cannot be opened .*nothing was sent"
+    ) as caught:
+        SqliteJournal(path)
+    assert isinstance(caught.value.__cause__, (sqlite3.Error, OSError))
+
+
+async def test_a_run_that_cannot_be_recorded_sends_nothing(
+    emulated: EmulatedClient, tmp_path: Path
+) -> None:
+    """The journal refusing the write that records the run (here made read-only after it was
+    opened): ``JournalOpenError`` naming the file, before any request."""
+    with SqliteJournal(tmp_path / "j.sqlite") as journal:
+        journal._db.execute("PRAGMA query_only = ON")
+        with pytest.raises(JournalOpenError, match=r"j\.sqlite: .*readonly"):
+            await emulated.client.stream_broadcast(CAMPAIGN, rows(10), journal=journal)
+    assert emulated.emulator.ledger.requests == 0
