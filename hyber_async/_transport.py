@@ -15,8 +15,9 @@ import base64
 import contextlib
 import logging
 import os
+import zlib
 from collections.abc import AsyncGenerator, Generator, Sequence
-from typing import Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 import anyio
 import attrs
@@ -352,7 +353,7 @@ class Transport:
         method: str,
         url: httpx.URL,
         content: bytes | RequestBody | None,
-        headers: dict[str, str] | None,
+        headers: dict[str, str],
         items: int,
     ) -> httpx.Response | _Failure:
         """Send the request once: the success answer read whole, or why this attempt failed."""
@@ -391,12 +392,14 @@ class Transport:
         size = 0
         try:
             if not success or _declared_length(streamed) <= limit:
+                decoder = _Decoder(streamed.headers.get("content-encoding", ""), request)
                 # Leaving httpx's chain of async generators before its end makes trio warn
                 # (ResourceWarning) that the inner ones were collected unexhausted; it closes
                 # them all the same.
-                generator = cast(AsyncGenerator[bytes, None], streamed.aiter_bytes())
+                generator = cast(AsyncGenerator[bytes, None], streamed.aiter_raw())
                 async with contextlib.aclosing(generator) as parts:
-                    async for chunk in parts:
+                    async for raw in parts:
+                        chunk = decoder.decode(raw, limit - size + 1)
                         chunks.append(chunk)
                         size += len(chunk)
                         if size > limit:
@@ -426,15 +429,60 @@ class Transport:
         return response, whole
 
 
-def _headers_for(content: bytes | RequestBody | None) -> dict[str, str] | None:
-    """The headers of a request carrying ``content``: JSON; for a ``RequestBody`` (an async
-    stream to httpx, which cannot tell its length) its length too, so that it is sent with a
-    ``Content-Length`` rather than chunked."""
-    if content is None:
-        return None
+def _headers_for(content: bytes | RequestBody | None) -> dict[str, str]:
+    """The headers of a request carrying ``content``: the encodings ``_Decoder`` reads; JSON;
+    for a ``RequestBody`` (an async stream to httpx, which cannot tell its length) its length
+    too, so that it is sent with a ``Content-Length`` rather than chunked."""
+    headers = {"Accept-Encoding": _Decoder.ENCODINGS}
+    if content is not None:
+        headers["Content-Type"] = "application/json"
     if isinstance(content, RequestBody):
-        return {"Content-Type": "application/json", "Content-Length": str(len(content))}
-    return {"Content-Type": "application/json"}
+        headers["Content-Length"] = str(len(content))
+    return headers
+
+
+class _Decoder:
+    """An answer's body decoded as it is read, never more of it at a time than the reader
+    still accepts.
+
+    A small compressed body can stand for gigabytes (a "zip bomb"); httpx's own decoders
+    inflate each piece read from the socket whole (one piece of 64 KB: up to 64 MB), before
+    any limit could be applied. So the client asks for ``ENCODINGS`` only and reads the raw
+    body; anything else is a ``DecodingError`` (the answer cannot be read: the request's
+    outcome is unknown), as is a body that does not decode.
+    """
+
+    ENCODINGS: Final = "gzip, deflate"
+
+    def __init__(self, encoding: str, request: httpx.Request) -> None:
+        self._request = request
+        self._first = True
+        name = encoding.strip().lower()
+        self._raw_deflate = name == "deflate"
+        """A deflate body may come without its zlib header: tried again as raw deflate."""
+        self._inflater: Any = None
+        if name in ("gzip", "x-gzip"):
+            self._inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        elif name == "deflate":
+            self._inflater = zlib.decompressobj()
+        elif name not in ("", "identity"):
+            message = f"an answer in an encoding that was not asked for: {encoding[:40]!r}"
+            raise httpx.DecodingError(message, request=request)
+
+    def decode(self, data: bytes, most: int) -> bytes:
+        """``data`` decoded: at most ``most`` bytes of it when it is compressed (the reading
+        stops once it has more than it accepts, so what is left of ``data`` is never wanted)."""
+        first, self._first = self._first, False
+        if self._inflater is None:
+            return data
+        try:
+            decoded: bytes = self._inflater.decompress(data, most)
+        except zlib.error as exc:
+            if first and self._raw_deflate:
+                self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+                return self.decode(data, most)
+            raise httpx.DecodingError(str(exc), request=self._request) from exc
+        return decoded
 
 
 def _declared_length(response: httpx.Response) -> int:

@@ -6,6 +6,8 @@ client reads of an answer stays bounded (counted on the server's side, never by 
 from __future__ import annotations
 
 import gzip
+import tracemalloc
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -248,6 +250,69 @@ async def test_a_compressed_error_answer_is_read_decompressed() -> None:
             await client.send_broadcast(broadcast_campaign(), ROWS)
     assert caught.value.error_code == 36024
     assert caught.value.error_text == "Phone number incorrect"
+
+
+def _bomb(size: int) -> bytes:
+    """A gzip body of ``size`` zero bytes: about a thousandth of that on the wire."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    block = bytes(1 << 20)
+    parts = [compressor.compress(block) for _ in range(size >> 20)]
+    return b"".join([*parts, compressor.flush()])
+
+
+@PARTIAL_READ
+async def test_a_compressed_bomb_is_never_inflated_past_the_limit() -> None:
+    """A 1 GB body of zeros in 1 MB of gzip, answering a 4-recipient send (limit ~68 KB): the
+    chunk is UNKNOWN, and the client never holds more than its limit of it, not even for a
+    moment (httpx's decoder inflated each 64 KB read whole: up to 64 MB at once)."""
+    bomb = _bomb(1 << 30)
+    answer = Answer(200, bomb, headers=(("Content-Encoding", "gzip"),))
+    async with hostile_server(answer) as server:
+        tracemalloc.start()
+        try:
+            report = await stream(server.url)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert outcomes(report) == [hy.Outcome.UNKNOWN] * len(ROWS)
+    assert "longer than" in (report.chunks[0].reason or "")
+    assert peak < 8 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body"),
+    [
+        ("deflate", zlib.compress(b'{"job_id": "j-1"}')),
+        ("deflate", zlib.compress(b'{"job_id": "j-1"}')[2:-4]),  # raw deflate, no zlib header
+        ("identity", b'{"job_id": "j-1"}'),
+    ],
+    ids=["deflate", "raw-deflate", "identity"],
+)
+async def test_an_answer_in_an_encoding_asked_for_is_read(encoding: str, body: bytes) -> None:
+    answer = Answer(200, body, headers=(("Content-Encoding", encoding),))
+    async with hostile_server(answer) as server:
+        report = await stream(server.url)
+    assert report.job_ids == ["j-1"]
+    assert server.requests[0].headers["accept-encoding"] == "gzip, deflate"
+
+
+@PARTIAL_READ
+@pytest.mark.parametrize(
+    ("encoding", "body"),
+    [
+        ("br", b'{"job_id": "j-1"}'),
+        ("gzip", gzip.compress(b'{"job_id": "j-1"}')[:-12] + b"garbage!garbage!"),
+        ("gzip", b'{"job_id": "j-1"}'),
+    ],
+    ids=["not-asked-for", "corrupt", "not-compressed"],
+)
+async def test_an_answer_that_cannot_be_decoded_is_unknown(encoding: str, body: bytes) -> None:
+    """Nothing of it can be trusted, but the request arrived: UNKNOWN, never resent."""
+    answer = Answer(200, body, headers=(("Content-Encoding", encoding),))
+    async with hostile_server(answer) as server:
+        report = await stream(server.url, retry=hy.RetryPolicy(wait=False, max_attempts=3))
+    assert outcomes(report) == [hy.Outcome.UNKNOWN] * len(ROWS)
+    assert len(server.requests) == 1
 
 
 # --- timing and resets ----------------------------------------------------------------------
