@@ -101,7 +101,8 @@ async def serving_process_async(*options: str) -> AsyncIterator[str]:
                 yield url
                 tasks.cancel_scope.cancel()
         finally:
-            process.terminate()
+            with contextlib.suppress(ProcessLookupError):  # it may have ended on its own
+                process.terminate()
 
 
 async def _first_line(lines: BufferedByteReceiveStream) -> bytes:
