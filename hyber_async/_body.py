@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Final
 
+import httpx
+
 __all__ = ["WRITE_SIZE", "RequestBody"]
 
 WRITE_SIZE: Final = 1 << 20
 """Bytes of a body handed to the connection at a time (pieces grouped up to about this)."""
 
 
-class RequestBody:
+class RequestBody(httpx.AsyncByteStream):
     """A request body as the pieces it was encoded in: ``bytes(body)`` is the whole of it.
 
     A mass request is encoded a slice of its items at a time. Joining the slices into one
@@ -21,8 +23,9 @@ class RequestBody:
     need no such copy. Joining is left to the rare readers that need the whole (the members of
     a chunk that did not end accepted, a resend that leaves out what was found).
 
-    An async iterable of those writes, as httpx takes a body, and as many times as the request
-    is attempted; it is never a sync iterable, which httpx would take for a file.
+    It is the request's stream itself (an ``httpx.AsyncByteStream``), read as many times as the
+    request is attempted: httpx would wrap any other async iterable in an async generator of its
+    own, which a connection reset mid-body leaves unfinished (trio then warns of it).
     """
 
     __slots__ = ("_pieces", "_size")

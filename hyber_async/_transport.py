@@ -359,7 +359,11 @@ class Transport:
         """Send the request once: the success answer read whole, or why this attempt failed."""
         limit = self.answer_limits.for_items(items)
         try:
-            request = self._http.build_request(method, url, content=content, headers=headers)
+            if isinstance(content, RequestBody):  # its own stream, not wrapped by httpx
+                request = self._http.build_request(method, url, headers=headers)
+                request.stream = content
+            else:
+                request = self._http.build_request(method, url, content=content, headers=headers)
             response, whole = await self._read(request, limit)
         except httpx.RequestError as exc:
             error: HyberError = translate_transport_error(exc)
@@ -389,23 +393,12 @@ class Transport:
         if not success:
             limit = self.answer_limits.base_bytes
         chunks: list[bytes] = []
-        size = 0
+        size = limit + 1
         try:
-            if not success or _declared_length(streamed) <= limit:
-                decoder = _Decoder(streamed.headers.get("content-encoding", ""), request)
-                # Leaving httpx's chain of async generators before its end makes trio warn
-                # (ResourceWarning) that the inner ones were collected unexhausted; it closes
-                # them all the same.
-                generator = cast(AsyncGenerator[bytes, None], streamed.aiter_raw())
-                async with contextlib.aclosing(generator) as parts:
-                    async for raw in parts:
-                        chunk = decoder.decode(raw, limit - size + 1)
-                        chunks.append(chunk)
-                        size += len(chunk)
-                        if size > limit:
-                            break
-            else:
-                size = limit + 1
+            if streamed.is_stream_consumed:  # its transport read it already (a mock): decoded
+                chunks, size = [streamed.content], len(streamed.content)
+            elif not success or _declared_length(streamed) <= limit:
+                chunks, size = await _read_raw(streamed, request, limit)
         finally:
             await streamed.aclose()
             _release_stream(streamed)
@@ -427,6 +420,28 @@ class Transport:
             extensions={k: v for k, v in streamed.extensions.items() if k in kept},
         )
         return response, whole
+
+
+async def _read_raw(
+    streamed: httpx.Response, request: httpx.Request, limit: int
+) -> tuple[list[bytes], int]:
+    """The decoded body of ``streamed`` as read from the socket, in pieces, and its size: read
+    until the end, or until it is over ``limit`` bytes (then the rest is never read)."""
+    decoder = _Decoder(streamed.headers.get("content-encoding", ""), request)
+    chunks: list[bytes] = []
+    size = 0
+    # Leaving httpx's chain of async generators before its end makes trio warn
+    # (ResourceWarning) that the inner ones were collected unexhausted; it closes
+    # them all the same.
+    generator = cast(AsyncGenerator[bytes, None], streamed.aiter_raw())
+    async with contextlib.aclosing(generator) as parts:
+        async for raw in parts:
+            chunk = decoder.decode(raw, limit - size + 1)
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                break
+    return chunks, size
 
 
 def _headers_for(content: bytes | RequestBody | None) -> dict[str, str]:
