@@ -420,7 +420,7 @@ class _Draft:
         """A slice starting at ``first`` cannot be encoded: nothing of the chunk will be sent,
         and the items already encoded are ``NOT_SENT`` with the reason."""
         self.unencodable = error
-        self._settle_encoded(first, Outcome.NOT_SENT, self.unencodable_reason)
+        self._settle_encoded(first, self.unencodable_reason)
 
     def abort(self, wire: list[Any], first: int, invalid: dict[int, list[Problem]]) -> None:
         """The slice ``wire`` starting at ``first`` holds ``invalid`` items: the send aborts,
@@ -428,7 +428,7 @@ class _Draft:
         first_bad = min(invalid)
         self.aborted = f"invalid input at item {first_bad}: {invalid[first_bad][0]}"
         reason = f"not sent: the send was aborted at invalid item {first_bad}"
-        self._settle_encoded(first, Outcome.NOT_SENT, reason)
+        self._settle_encoded(first, reason)
         for offset, item in enumerate(wire):
             index = first + offset
             if index in invalid:
@@ -436,13 +436,14 @@ class _Draft:
             else:
                 self.excluded.append(_item_outcome(index, item, Outcome.NOT_SENT, reason))
 
-    def _settle_encoded(self, end: int, outcome: Outcome, reason: str) -> None:
-        """Give the items encoded so far (read before ``end``) ``outcome``; drop them."""
+    def _settle_encoded(self, end: int, reason: str) -> None:
+        """The items encoded so far (read before ``end``) are ``NOT_SENT`` for ``reason``:
+        their outcomes, from their encoded form; the encoding is dropped."""
         if self.pieces:
             encoded = orjson.loads(b"[" + b",".join(self.pieces) + b"]")
             positions = self.positions(self.first, end)
             self.excluded.extend(
-                _item_outcome(index, item, outcome, reason)
+                _item_outcome(index, item, Outcome.NOT_SENT, reason)
                 for index, item in zip(positions, encoded, strict=True)
             )
         self.pieces, self.sent = [], 0
