@@ -70,7 +70,7 @@ from ._sender import (
     SendOptions,
     send_in_chunks,
 )
-from ._status_answer import StatusAnswer, read_status_answer
+from ._status_answer import StatusAnswer, StatusCounter, read_status_answer
 from ._transport import Transport, _Secret, base_url_of, host_of, setting, with_extra_ids
 from ._validation import MAX_ITEMS, check_items, check_message
 from .journal import Journal
@@ -270,17 +270,20 @@ class HyberClient:
         """The status report of a job, parsed but not typed: its ``messages`` as JSON objects,
         counted cheaply by ``poll_jobs``, its typed ``status`` built on first access.
 
-        With ``keep_messages=False`` the answer is counted as it is parsed, a piece at a time,
-        and keeps no message: only ``tally()`` (what ``wait_for_jobs`` reads; a third cheaper,
-        and no answer is ever held whole as Python objects).
+        With ``keep_messages=False`` the answer is counted as it arrives, a piece at a time
+        (``StatusCounter``), and keeps no message: only ``tally()`` (what ``wait_for_jobs``
+        reads; a third cheaper, and no answer is ever held whole, as bytes or as objects).
         """
         if not isinstance(job_id, str) or _JOB_ID.fullmatch(job_id) is None:
             raise ValidationError([Problem("job_id", f"must be a job id, got {job_id!r:.80}")])
         if len(job_id) > _JOB_ID_MAX:
             message = f"must be at most {_JOB_ID_MAX} characters, got {len(job_id)}"
             raise ValidationError([Problem("job_id", message)])
-        response = await self.request("GET", f"status/{job_id}")
-        return await read_status_answer(response, keep_messages=keep_messages)
+        path = f"status/{job_id}"
+        if keep_messages:
+            return await read_status_answer(await self.request("GET", path))
+        counter = StatusCounter()  # the body is counted as it arrives, never held whole
+        return await counter.answer(await self._transport.request("GET", path, sink=counter))
 
     # --- any number of items ---------------------------------------------------------------
 

@@ -65,7 +65,7 @@ class StatusReader(Protocol):
 
     async def read_status(self, job_id: str, *, keep_messages: bool = True) -> StatusAnswer:
         """The status answer of job ``job_id``, parsed but not typed (see ``StatusAnswer``);
-        with ``keep_messages=False``, counted as it is parsed and keeping no message."""
+        with ``keep_messages=False``, counted as it arrives and keeping no message."""
 
 
 @attrs.frozen
@@ -289,7 +289,7 @@ class JobPoller:
         self.keep_answers = True
         """Whether updates carry their parsed answer (``JobUpdate.answer`` and ``status``);
         ``finish_polling`` turns it off, wanting only the summary, so that each answer is counted
-        a piece at a time as it is parsed and never held whole (``keep_messages=False``)."""
+        a piece at a time as it arrives and never held whole (``keep_messages=False``)."""
         self._ready: deque[JobUpdate] = deque()
         self._ends_at: float | None = None
 

@@ -8,8 +8,9 @@ read them; the typed ``JobStatus`` (a model per message, every field checked) is
 when asked for. The parse itself is done in pieces of about 256 KB (``parse_status_body``), one
 answer at a time in the whole event loop, so that two parses never run back to back without the
 loop getting its turn in between. A poller that wants only the counts reads an answer with
-``keep_messages=False``: each piece is counted as soon as it is parsed, while its messages are
-still in the CPU cache, and dropped, so that no answer is ever held whole as Python objects.
+``keep_messages=False`` (``StatusCounter``, fed by the transport as the body is read): each
+piece is parsed and counted as soon as it has arrived, while its messages are in the CPU cache,
+and dropped, so that no answer is ever held whole, as bytes or as Python objects.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "OUTCOME_FIELDS",
     "PARSE_SLICE",
     "StatusAnswer",
+    "StatusCounter",
     "Tally",
     "parse_status_body",
     "read_status_answer",
@@ -126,39 +128,48 @@ class StatusAnswer:
         return tally
 
     def _count(self, tally: Tally, messages: list[Any]) -> None:
-        """Add ``messages`` to ``tally``, ``_CACHED`` of them at a time."""
-        for start in range(0, len(messages), _CACHED):
-            tally.update(self._keys(messages[start : start + _CACHED]))
+        """Add ``messages`` to ``tally``; ``UnexpectedResponseError`` naming what is wrong."""
+        wrong = _count(tally, messages)
+        if wrong is not None:
+            raise self._error(wrong)
 
-    def _keys(self, part: list[Any]) -> Iterator[tuple[int | None, int | None, int | None, bool]]:
-        """The outcome fields of each message of ``part``, checked, as a tally key."""
-        try:
-            columns = [list(map(dict.get, part, repeat(name))) for name in OUTCOME_FIELDS]
-        except TypeError:  # dict.get refuses anything but a JSON object
-            got = next(type(m).__name__ for m in part if type(m) is not dict)
-            detail = f"JobStatus: MessageStatus: expected a JSON object, got {got}"
-            raise self._error(detail) from None
-        for name, column in zip(OUTCOME_FIELDS, columns, strict=True):
-            if not set(map(type, column)) <= _INTEGER_TYPES:
-                column[:] = self._read_column(name, column)
-        error_codes, statuses, hyber_statuses, parts = columns
-        has_parts = map(is_not, parts, repeat(None))
-        return zip(error_codes, statuses, hyber_statuses, has_parts, strict=True)
 
-    def _read_column(self, name: str, column: Iterable[Any]) -> list[int | None]:
-        """``column`` with strings of digits read as integers; anything else is an error."""
-        read: list[int | None] = []
-        for value in column:
-            if value is None or type(value) is int:
-                read.append(value)
-                continue
-            number = _read_leniently(value, _INTEGER_TYPES)
-            if number is _UNREADABLE:
-                got = type(value).__name__
-                detail = f"JobStatus: MessageStatus.{name}: expected int or null, got {got}"
-                raise self._error(detail)
-            read.append(number)
-        return read
+Keys = Iterator[tuple[int | None, int | None, int | None, bool]]
+
+
+def _keys(part: list[Any]) -> Keys | str:
+    """The outcome fields of each message of ``part``, checked, as tally keys; or, when one
+    does not read as the typed model reads it, what is wrong (a detail of the error)."""
+    try:
+        columns = [list(map(dict.get, part, repeat(name))) for name in OUTCOME_FIELDS]
+    except TypeError:  # dict.get refuses anything but a JSON object
+        got = next(type(m).__name__ for m in part if type(m) is not dict)
+        return f"JobStatus: MessageStatus: expected a JSON object, got {got}"
+    for name, column in zip(OUTCOME_FIELDS, columns, strict=True):
+        if not set(map(type, column)) <= _INTEGER_TYPES:
+            read = _read_column(name, column)
+            if isinstance(read, str):
+                return read
+            column[:] = read
+    error_codes, statuses, hyber_statuses, parts = columns
+    has_parts = map(is_not, parts, repeat(None))
+    return zip(error_codes, statuses, hyber_statuses, has_parts, strict=True)
+
+
+def _read_column(name: str, column: Iterable[Any]) -> list[int | None] | str:
+    """``column`` with strings of digits read as integers; what is wrong, when a value is
+    anything else."""
+    read: list[int | None] = []
+    for value in column:
+        if value is None or type(value) is int:
+            read.append(value)
+            continue
+        number = _read_leniently(value, _INTEGER_TYPES)
+        if number is _UNREADABLE:
+            got = type(value).__name__
+            return f"JobStatus: MessageStatus.{name}: expected int or null, got {got}"
+        read.append(number)
+    return read
 
 
 _INTEGER_TYPES: Final = frozenset({int, type(None)})
@@ -171,34 +182,114 @@ async def read_status_answer(
     loop. Raises ``UnexpectedResponseError`` when the body is not JSON, not an object with a
     ``messages`` array, or (``keep_messages=False``) a message's outcome field is unreadable.
 
-    With ``keep_messages=False`` each piece of the answer is counted as soon as it is parsed
-    and dropped: the answer holds only its tally.
+    With ``keep_messages=False`` the answer is counted a piece at a time (``StatusCounter``)
+    and holds only its tally.
     """
     body = response.content
+    if not keep_messages:
+        counter = StatusCounter()
+        for start in range(0, len(body), PARSE_SLICE):
+            await checkpoint()
+            counter.feed(body[start : start + PARSE_SLICE])
+        return await counter.answer(response)
     async with _parsing_lock():
-        if not keep_messages:
-            counted: Tally = Counter()
-            answer = StatusAnswer(response, [], counted)
-            async with contextlib.aclosing(_pieces(body, PARSE_SLICE)) as pieces:
-                async for part in pieces:
-                    if part is None:  # not to be read in pieces: parsed whole below
-                        break
-                    answer._count(counted, part)
-                else:
-                    return answer
-        try:
-            wire = await parse_status_body(body)
-        except orjson.JSONDecodeError as exc:
-            detail = f"the answer is not a JobStatus: {exc}"
-            raise UnexpectedResponseError(response, detail=detail) from None
+        wire = await _parsed(body, response)
+    return StatusAnswer(response, _messages_of(wire, response))
+
+
+async def _parsed(body: bytes, response: httpx.Response) -> Any:
+    """``parse_status_body(body)``; ``UnexpectedResponseError`` when it is not JSON."""
+    try:
+        return await parse_status_body(body)
+    except orjson.JSONDecodeError as exc:
+        detail = f"the answer is not a JobStatus: {exc}"
+        raise UnexpectedResponseError(response, detail=detail) from None
+
+
+def _messages_of(wire: Any, response: httpx.Response) -> list[Any]:
+    """The ``messages`` array of a parsed answer; ``UnexpectedResponseError`` without one."""
     messages = wire.get("messages") if type(wire) is dict else None
     if type(messages) is not list:
         detail = "the answer is not a JobStatus: expected an object with a 'messages' array"
         raise UnexpectedResponseError(response, detail=detail)
-    answer = StatusAnswer(response, messages)
-    if keep_messages:
-        return answer
-    return StatusAnswer(response, [], await answer.tally())
+    return messages
+
+
+class StatusCounter:
+    """A status answer counted as its body arrives, a piece at a time: what a poller that
+    keeps no answers reads (``read_status(job_id, keep_messages=False)``), handed to the
+    transport as the body's sink.
+
+    As soon as the body holds a whole piece of about ``PARSE_SLICE`` bytes of the messages
+    array (cut after a ``}`` that a ``,{`` follows), the piece is parsed as an array of its own,
+    counted by its outcome fields while its messages are in the CPU cache, and dropped: the
+    answer is never held whole, as bytes or as objects. A cut that falls inside a string or a
+    nested object makes a piece that does not parse; the piece is then made longer (to the
+    next cut, the distance doubling at each miss), so the pieces counted are always whole
+    messages, and their concatenation the array. What is left at the end, the last messages
+    and whatever follows the array, is parsed with the array's head as the whole answer would
+    be; a body that does not start as ``{"messages":[`` is read whole and parsed at the end.
+    """
+
+    def __init__(self) -> None:
+        self.start()
+
+    def start(self) -> None:
+        """Forget what was fed: a body (a new attempt's) begins."""
+        self._buffer = bytearray()
+        self._tally: Tally = Counter()
+        self._in_pieces: bool | None = None
+        """Whether the body starts as ``{"messages":[`` (None until its head is read)."""
+        self._search = PARSE_SLICE
+        """Where the next cut is looked for, from the start of the buffer."""
+        self._wrong: str | None = None
+
+    def feed(self, data: bytes) -> None:
+        """The next bytes of the body: each whole piece is counted and dropped."""
+        if self._wrong is not None:
+            return
+        buffer = self._buffer
+        buffer += data
+        if self._in_pieces is None:
+            if len(buffer) < len(_HEAD):
+                return
+            self._in_pieces = buffer.startswith(_HEAD)
+            if self._in_pieces:
+                del buffer[: len(_HEAD)]
+        if self._in_pieces:
+            self._count_pieces()
+
+    def _count_pieces(self) -> None:
+        buffer = self._buffer
+        start = 0
+        while self._wrong is None:
+            cut = buffer.find(b"},{", start + self._search)
+            if cut < 0:
+                break
+            try:
+                messages = orjson.loads(b"".join((b"[", buffer[start : cut + 1], b"]")))
+            except orjson.JSONDecodeError:  # a cut inside a string: a longer piece
+                self._search = max(cut + 1 - start, 2 * self._search)
+                continue
+            self._wrong = _count(self._tally, messages)
+            start, self._search = cut + 2, PARSE_SLICE
+        del buffer[:start]
+
+    async def answer(self, response: httpx.Response) -> StatusAnswer:
+        """The answer, counted, once its whole body was fed (``response`` is the answer it
+        came with). Raises ``UnexpectedResponseError`` as ``read_status_answer`` does."""
+        if self._wrong is None:
+            rest = _HEAD + self._buffer if self._in_pieces else bytes(self._buffer)
+            self._buffer = bytearray()
+            messages = _messages_of(await _parsed(rest, response), response)
+            for start in range(0, len(messages), DECODE_SLICE):
+                await checkpoint()
+                self._wrong = _count(self._tally, messages[start : start + DECODE_SLICE])
+                if self._wrong is not None:
+                    break
+        if self._wrong is not None:
+            raise UnexpectedResponseError(response, detail=f"the answer is not a {self._wrong}")
+        return StatusAnswer(response, [], self._tally)
 
 
 async def _pieces(body: bytes, piece: int) -> AsyncGenerator[list[Any] | None, None]:
@@ -241,3 +332,14 @@ async def parse_status_body(body: bytes, piece: int = PARSE_SLICE) -> Any:
                 return orjson.loads(body)
             messages += part
     return {"messages": messages}
+
+
+def _count(tally: Tally, messages: list[Any]) -> str | None:
+    """Add ``messages`` to ``tally``, ``_CACHED`` of them at a time; what is wrong with one
+    that does not read as the typed model reads it (then the tally is partial), else None."""
+    for start in range(0, len(messages), _CACHED):
+        keys = _keys(messages[start : start + _CACHED])
+        if isinstance(keys, str):
+            return keys
+        tally.update(keys)
+    return None

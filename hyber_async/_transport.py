@@ -16,7 +16,7 @@ import contextlib
 import logging
 import os
 import zlib
-from collections.abc import AsyncGenerator, Generator, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from typing import Any, Final, Protocol, cast
 
 import anyio
@@ -72,6 +72,16 @@ class Requester(Protocol):
         throttling: Throttling | None = None,
     ) -> httpx.Response:
         """Send one request with retries (see ``Transport.request``)."""
+
+
+class BodySink(Protocol):
+    """What takes a success answer's body as it is read, instead of the answer holding it."""
+
+    def start(self) -> None:
+        """A body begins (an attempt's): forget anything fed before."""
+
+    def feed(self, data: bytes) -> None:
+        """The next bytes of the body, decoded."""
 
 
 class _Secret:
@@ -241,6 +251,7 @@ class Transport:
         base: httpx.URL | None = None,
         items: int = MAX_ITEMS,
         throttling: Throttling | None = None,
+        sink: BodySink | None = None,
     ) -> httpx.Response:
         """Send one request to ``path`` with retries; a success, or the error that ended it.
 
@@ -257,6 +268,9 @@ class Transport:
         A POST (a send of ``items`` messages) waits its turn at the rate controller before each
         attempt, and a refusal holds the controller's queue instead of a back-off of its own;
         the waits and refusals are added to ``throttling``.
+
+        With a ``sink``, a success answer's body goes to it as it is read (within the same
+        limit), and the answer returned has none.
         """
         base = base or self.base_url
         try:
@@ -281,7 +295,7 @@ class Transport:
                     in_flight = True
                     sent_at = anyio.current_time()
                     try:
-                        outcome = await self._attempt(method, url, content, headers, items)
+                        outcome = await self._attempt(method, url, content, headers, items, sink)
                     finally:
                         if rate is not None:
                             rate.done(items)
@@ -355,6 +369,7 @@ class Transport:
         content: bytes | RequestBody | None,
         headers: dict[str, str],
         items: int,
+        sink: BodySink | None,
     ) -> httpx.Response | _Failure:
         """Send the request once: the success answer read whole, or why this attempt failed."""
         limit = self.answer_limits.for_items(items)
@@ -364,7 +379,7 @@ class Transport:
                 request.stream = content
             else:
                 request = self._http.build_request(method, url, content=content, headers=headers)
-            response, whole = await self._read(request, limit)
+            response, whole = await self._read(request, limit, sink)
         except httpx.RequestError as exc:
             error: HyberError = translate_transport_error(exc)
             error.__cause__ = exc
@@ -381,24 +396,32 @@ class Transport:
         )
         return _Failure(UnexpectedResponseError(response, detail=detail))
 
-    async def _read(self, request: httpx.Request, limit: int) -> tuple[httpx.Response, bool]:
+    async def _read(
+        self, request: httpx.Request, limit: int, sink: BodySink | None
+    ) -> tuple[httpx.Response, bool]:
         """Send ``request`` and read its answer: the answer, and whether it was read whole.
 
         Of a success at most ``limit`` bytes are read (none when its ``Content-Length``
-        already exceeds it); of an error at most ``answer_limits.base_bytes``. Of an answer not
-        read whole, at most its first ``base_bytes`` are kept.
+        already exceeds it), into ``sink`` when there is one; of an error at most
+        ``answer_limits.base_bytes``. Of an answer not read whole, at most its first
+        ``base_bytes`` are kept.
         """
         streamed = await self._http.send(request, auth=self._auth, stream=True)
         success = 200 <= streamed.status_code < 300
         if not success:
             limit = self.answer_limits.base_bytes
         chunks: list[bytes] = []
+        accept = chunks.append
+        if success and sink is not None:
+            sink.start()
+            accept = sink.feed
         size = limit + 1
         try:
             if streamed.is_stream_consumed:  # its transport read it already (a mock): decoded
-                chunks, size = [streamed.content], len(streamed.content)
+                accept(streamed.content)
+                size = len(streamed.content)
             elif not success or _declared_length(streamed) <= limit:
-                chunks, size = await _read_raw(streamed, request, limit)
+                size = await _read_raw(streamed, request, limit, accept)
         finally:
             await streamed.aclose()
             _release_stream(streamed)
@@ -423,12 +446,14 @@ class Transport:
 
 
 async def _read_raw(
-    streamed: httpx.Response, request: httpx.Request, limit: int
-) -> tuple[list[bytes], int]:
-    """The decoded body of ``streamed`` as read from the socket, in pieces, and its size: read
-    until the end, or until it is over ``limit`` bytes (then the rest is never read)."""
+    streamed: httpx.Response,
+    request: httpx.Request,
+    limit: int,
+    accept: Callable[[bytes], None],
+) -> int:
+    """Hand the decoded body of ``streamed`` to ``accept`` as it is read from the socket, until
+    its end or until it is over ``limit`` bytes (then the rest is never read); its size."""
     decoder = _Decoder(streamed.headers.get("content-encoding", ""), request)
-    chunks: list[bytes] = []
     size = 0
     # Leaving httpx's chain of async generators before its end makes trio warn
     # (ResourceWarning) that the inner ones were collected unexhausted; it closes
@@ -437,11 +462,11 @@ async def _read_raw(
     async with contextlib.aclosing(generator) as parts:
         async for raw in parts:
             chunk = decoder.decode(raw, limit - size + 1)
-            chunks.append(chunk)
+            accept(chunk)
             size += len(chunk)
             if size > limit:
                 break
-    return chunks, size
+    return size
 
 
 def _headers_for(content: bytes | RequestBody | None) -> dict[str, str]:

@@ -365,3 +365,38 @@ async def test_a_path_too_long_for_a_url_is_a_validation_error() -> None:
         with pytest.raises(hy.ValidationError, match="path: cannot be sent"):
             await client.get_delivery_report(message_id="m" * 100_000)
     assert server.requests == []
+
+
+# --- a status answer counted as it arrives ----------------------------------------------------
+
+STATUS = orjson.dumps(
+    {"messages": [{"status": 2, "hyber_status": 23011, "extra_id": f"e{i}"} for i in range(3000)]}
+)
+
+
+@PARTIAL_READ
+async def test_a_status_answer_cut_and_read_again_is_counted_once() -> None:
+    """The first answer is cut mid-body (the poll is a GET: retried); the body counted as it
+    arrives starts again with the second: every message counted once."""
+    cut = Answer(200, STATUS, reset="mid", reset_after=len(STATUS) // 2)
+    async with hostile_server(cut, Answer(200, STATUS)) as server:
+        retry = hy.RetryPolicy(wait=False, max_attempts=3)
+        async with client_of(server.url, retry=retry) as client:
+            answer = await client.read_status("job-1", keep_messages=False)
+    assert len(server.requests) == 2
+    assert sum((await answer.tally()).values()) == 3000
+
+
+@PARTIAL_READ
+async def test_a_status_answer_counted_as_it_arrives_keeps_its_limit() -> None:
+    """Counted as it arrives, a status answer is still held to ``AnswerLimits``: past it, the
+    rest is never read, and the poll fails with ``UnexpectedResponseError``."""
+    limits = hy.AnswerLimits(base_bytes=1024, bytes_per_item=1)
+    answer = Answer(200, STATUS[:-2], size=HUGE, filler=b',{"status":2}')
+    async with (
+        hostile_server(answer) as server,
+        client_of(server.url, answer_limits=limits) as client,
+    ):
+        with pytest.raises(hy.UnexpectedResponseError, match="longer than"):
+            await client.read_status("job-1", keep_messages=False)
+    assert server.sent[0] < READ_BOUND

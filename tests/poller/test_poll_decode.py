@@ -17,7 +17,7 @@ from test_poller import FAST, ScriptedAPI, report, router  # noqa: F401  (router
 import hyber_async as hy
 from hyber_async import _status_answer
 from hyber_async._poller import PollOptions, poll_jobs, summarize, summarize_tallies
-from hyber_async._status_answer import parse_status_body, read_status_answer
+from hyber_async._status_answer import StatusCounter, parse_status_body, read_status_answer
 
 
 def answer_of(body: bytes) -> httpx.Response:
@@ -299,3 +299,69 @@ async def test_an_answer_counted_as_it_is_parsed_is_never_held_whole() -> None:
     kept_large = await _peak_traced(large, keep=True)
     assert counted_large < 1.3 * counted_small
     assert 3 * counted_large < kept_large
+
+
+async def _counted_in_chunks(body: bytes, rng: random.Random) -> Any:
+    """``body`` fed to a ``StatusCounter`` in chunks of random sizes, as a socket hands it
+    over: the tally, or the type of the error."""
+    counter = StatusCounter()
+    start = 0
+    while start < len(body):
+        size = rng.choice([1, 2, 3, 7, 64, 1000, 70_000])
+        counter.feed(body[start : start + size])
+        start += size
+    try:
+        return await (await counter.answer(answer_of(body))).tally()
+    except hy.UnexpectedResponseError as exc:
+        return type(exc)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("seed", range(40))
+async def test_an_answer_counted_as_it_arrives_counts_as_the_whole(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the chunks a body arrives in, wherever the cuts fall (strings and nested
+    objects holding the text the counter cuts at), and whatever follows the array, the counter
+    gives the tally of the whole answer, or refuses it as the whole is refused."""
+    rng = random.Random(seed)
+    monkeypatch.setattr(_status_answer, "PARSE_SLICE", rng.choice([1, 17, 100, 1000]))
+    messages = [tricky_message(rng, i) for i in range(rng.randrange(0, 300))]
+    body = orjson.dumps({"messages": messages})
+    if seed % 4 == 3:
+        body = rng.choice(
+            [
+                orjson.dumps({"messages": messages, "more": {"a": "},{"}}),
+                body.replace(b":[", b": [", 1),
+                body[: rng.randrange(len(body))],  # cut short: not JSON
+                body.replace(b'"status":2', b'"status":true', 1),  # a field of the wrong type
+            ]
+        )
+    _, whole = await counted_and_kept(body)
+    assert await _counted_in_chunks(body, rng) == whole
+
+
+@pytest.mark.anyio
+async def test_a_string_full_of_cuts_costs_few_parse_attempts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A message whose string holds the cut text ten thousand times: the counter makes its
+    piece longer by doubling steps, not one cut at a time (counted parse attempts)."""
+    trap = {"status": 2, "error_text": "},{" * 10_000}
+    body = orjson.dumps({"messages": [{"status": 2}, trap, {"status": 3}]})
+    monkeypatch.setattr(_status_answer, "PARSE_SLICE", 10)
+    attempts = 0
+    loads = orjson.loads
+
+    def counting(data: Any) -> Any:
+        nonlocal attempts
+        attempts += 1
+        return loads(data)
+
+    monkeypatch.setattr(_status_answer.orjson, "loads", counting)
+    counter = StatusCounter()
+    counter.feed(body)
+    tally = await (await counter.answer(answer_of(body))).tally()
+    monkeypatch.undo()
+    assert sum(tally.values()) == 3
+    assert attempts < 40
