@@ -15,9 +15,8 @@ and dropped, so that no answer is ever held whole, as bytes or as Python objects
 
 from __future__ import annotations
 
-import contextlib
 from collections import Counter
-from collections.abc import AsyncGenerator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from functools import cached_property
 from itertools import repeat
 from operator import is_not
@@ -192,18 +191,18 @@ async def read_status_answer(
             await checkpoint()
             counter.feed(body[start : start + PARSE_SLICE])
         return await counter.answer(response)
-    async with _parsing_lock():
-        wire = await _parsed(body, response)
-    return StatusAnswer(response, _messages_of(wire, response))
+    return StatusAnswer(response, _messages_of(await _parsed(body, response), response))
 
 
 async def _parsed(body: bytes, response: httpx.Response) -> Any:
-    """``parse_status_body(body)``; ``UnexpectedResponseError`` when it is not JSON."""
-    try:
-        return await parse_status_body(body)
-    except orjson.JSONDecodeError as exc:
-        detail = f"the answer is not a JobStatus: {exc}"
-        raise UnexpectedResponseError(response, detail=detail) from None
+    """``parse_status_body(body)``, one parse at a time in the event loop;
+    ``UnexpectedResponseError`` when it is not JSON."""
+    async with _parsing_lock():
+        try:
+            return await parse_status_body(body)
+        except orjson.JSONDecodeError as exc:
+            detail = f"the answer is not a JobStatus: {exc}"
+            raise UnexpectedResponseError(response, detail=detail) from None
 
 
 def _messages_of(wire: Any, response: httpx.Response) -> list[Any]:
@@ -278,60 +277,43 @@ class StatusCounter:
     async def answer(self, response: httpx.Response) -> StatusAnswer:
         """The answer, counted, once its whole body was fed (``response`` is the answer it
         came with). Raises ``UnexpectedResponseError`` as ``read_status_answer`` does."""
-        if self._wrong is None:
-            rest = _HEAD + self._buffer if self._in_pieces else bytes(self._buffer)
-            self._buffer = bytearray()
-            messages = _messages_of(await _parsed(rest, response), response)
-            for start in range(0, len(messages), DECODE_SLICE):
-                await checkpoint()
-                self._wrong = _count(self._tally, messages[start : start + DECODE_SLICE])
-                if self._wrong is not None:
-                    break
+        answer = StatusAnswer(response, [], self._tally)
         if self._wrong is not None:
-            raise UnexpectedResponseError(response, detail=f"the answer is not a {self._wrong}")
-        return StatusAnswer(response, [], self._tally)
-
-
-async def _pieces(body: bytes, piece: int) -> AsyncGenerator[list[Any] | None, None]:
-    """The messages of a compact ``{"messages":[...]}`` body, about ``piece`` bytes of it at a
-    time, a checkpoint before each; ``None`` (and nothing after it) as soon as it finds that
-    the body cannot be read so: another shape, or a piece that does not parse.
-
-    The array's text is cut after a ``}`` that a ``,{`` follows, and each piece is parsed as
-    an array of its own. When every piece parses, the whole array is their concatenation (JSON
-    arrays joined with commas are an array of the elements of each), so a cut that fell inside
-    a string or a nested object cannot go unnoticed: its piece does not parse.
-    """
-    if not (len(body) > piece and body.startswith(_HEAD) and body.endswith(_TAIL)):
-        yield None
-        return
-    view = memoryview(body)
-    start, end = len(_HEAD), len(body) - len(_TAIL)
-    while start < end:
-        cut = body.find(b"},{", start + piece, end)
-        stop = end if cut < 0 else cut + 1
-        await checkpoint()
-        try:
-            messages = orjson.loads(b"".join((b"[", view[start:stop], b"]")))
-        except orjson.JSONDecodeError:
-            yield None
-            return
-        yield messages
-        start = stop + 1
+            raise answer._error(self._wrong)
+        rest = _HEAD + self._buffer if self._in_pieces else bytes(self._buffer)
+        self._buffer = bytearray()
+        last = _messages_of(await _parsed(rest, response), response)
+        self._tally.update(await StatusAnswer(response, last).tally())
+        return answer
 
 
 async def parse_status_body(body: bytes, piece: int = PARSE_SLICE) -> Any:
     """``orjson.loads(body)``, in pieces of about ``piece`` bytes with a checkpoint before each
-    when the body is the compact ``{"messages":[...]}`` that the API and the emulator write
-    (see ``_pieces``); any other body is parsed whole, as is one whose pieces do not parse."""
-    messages: list[Any] = []
-    async with contextlib.aclosing(_pieces(body, piece)) as pieces:
-        async for part in pieces:
-            if part is None:
-                await checkpoint()
-                return orjson.loads(body)
-            messages += part
-    return {"messages": messages}
+    when the body is the compact ``{"messages":[...]}`` that the API and the emulator write.
+
+    The array's text is cut after a ``}`` that a ``,{`` follows, and each piece is parsed as
+    an array of its own. When every piece parses, the whole array is their concatenation (JSON
+    arrays joined with commas are an array of the elements of each), so a cut that fell inside
+    a string or a nested object cannot go unnoticed: its piece does not parse, and the body is
+    then parsed whole, as is any other body.
+    """
+    if len(body) > piece and body.startswith(_HEAD) and body.endswith(_TAIL):
+        view = memoryview(body)
+        messages: list[Any] = []
+        start, end = len(_HEAD), len(body) - len(_TAIL)
+        while start < end:
+            cut = body.find(b"},{", start + piece, end)
+            stop = end if cut < 0 else cut + 1
+            await checkpoint()
+            try:
+                messages += orjson.loads(b"".join((b"[", view[start:stop], b"]")))
+            except orjson.JSONDecodeError:
+                break
+            start = stop + 1
+        else:
+            return {"messages": messages}
+    await checkpoint()
+    return orjson.loads(body)
 
 
 def _count(tally: Tally, messages: list[Any]) -> str | None:
