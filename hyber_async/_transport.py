@@ -471,8 +471,8 @@ async def _read_raw(
 
 def _headers_for(content: bytes | RequestBody | None) -> dict[str, str]:
     """The headers of a request carrying ``content``: the encodings ``_Decoder`` reads; JSON;
-    for a ``RequestBody`` (an async stream to httpx, which cannot tell its length) its length
-    too, so that it is sent with a ``Content-Length`` rather than chunked."""
+    for a ``RequestBody`` (set as the request's stream, whose length httpx does not know) its
+    length too, so that it is sent with a ``Content-Length`` rather than chunked."""
     headers = {"Accept-Encoding": _Decoder.ENCODINGS}
     if content is not None:
         headers["Content-Type"] = "application/json"

@@ -116,22 +116,20 @@ class SqliteJournal:
             _check_file(self.path)
         with _opening(self.path):
             self._db = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            if not create:
-                self._check_run()
-            with _opening(self.path):
+            try:
+                if not create:
+                    self._check_run()
                 self._lock = _lock(self.path)
-        except BaseException:
-            self._db.close()
-            raise
-        try:
-            with _opening(self.path):
+            except BaseException:
+                self._db.close()
+                raise
+            try:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._db.executescript(_SCHEMA)
-        except BaseException:
-            self.close()
-            raise
+            except BaseException:
+                self.close()
+                raise
 
     def __repr__(self) -> str:
         return f"SqliteJournal({self.path!r})"
@@ -245,7 +243,8 @@ def _check_file(path: str) -> None:
 @contextlib.contextmanager
 def _opening(path: str) -> Iterator[None]:
     """Raise what the file system or SQLite refuses while a journal is opened or its run
-    started as ``JournalOpenError`` naming ``path`` (SQLite's own message names no file)."""
+    started as ``JournalOpenError`` naming ``path`` (SQLite's own message names no file); the
+    journal's own refusals (locked, nothing to resume) pass through as they are."""
     try:
         yield
     except (sqlite3.Error, OSError) as error:

@@ -32,12 +32,12 @@ def emulator_command(*options: str) -> list[str]:
     return [*emulator, "--port", "0", "--log-level", "warning", *options]
 
 
-def _base_url(first_line: str, log: str = "") -> str:
-    """The base URL the emulator's first line announces; ``RuntimeError`` with what it said
-    when it did not start."""
+def _base_url(first_line: str, said: str) -> str:
+    """The base URL the emulator's first line announces; ``RuntimeError`` with what it
+    ``said`` (its log or output) when it did not start."""
     if _LISTENING not in first_line:
-        said = log.strip() or first_line.strip() or "nothing"
-        raise RuntimeError(f"the emulator did not start: {said}")
+        what = said.strip() or first_line.strip() or "nothing"
+        raise RuntimeError(f"the emulator did not start: {what}")
     return first_line.rsplit(_LISTENING, 1)[-1].strip()
 
 
@@ -62,12 +62,14 @@ def serving_process(*options: str) -> Iterator[str]:
         drain = threading.Thread(target=process.stdout.read, daemon=True)
         try:
             line = process.stdout.readline()
-            if _LISTENING not in line:
+            said = ""
+            if _LISTENING not in line:  # what it logged before it stopped
                 process.wait(STARTUP_TIMEOUT)
                 log.seek(0)
-                _base_url(line, log.read())
+                said = log.read()
+            url = _base_url(line, said)
             drain.start()
-            yield _base_url(line)
+            yield url
         finally:
             process.terminate()
             try:
@@ -90,12 +92,12 @@ async def serving_process_async(*options: str) -> AsyncIterator[str]:
         try:
             assert process.stdout is not None
             lines = BufferedByteReceiveStream(process.stdout)
+            said = ""
             with anyio.fail_after(STARTUP_TIMEOUT):
                 line = (await _first_line(lines)).decode(errors="replace")
                 if _LISTENING not in line:  # what it said before it stopped
-                    rest = await _read_to_end(lines, keep=True)
-                    _base_url(line, line + rest.decode(errors="replace"))
-            url = _base_url(line)
+                    said = line + (await _read_to_end(lines, keep=True)).decode(errors="replace")
+            url = _base_url(line, said)
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(partial(_read_to_end, lines, keep=False))
                 yield url
